@@ -1,0 +1,173 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sethvargo/go-retry"
+)
+
+// RetryPolicy says how often and how far apart a failing step is retried.
+type RetryPolicy struct {
+	// Attempts is the total number of tries, the first included (1 = no retry).
+	Attempts int `yaml:"attempts"`
+	// Backoff is constant, exponential or fibonacci.
+	Backoff string `yaml:"backoff"`
+	// Initial is the first delay.
+	Initial time.Duration `yaml:"initial"`
+	// Max caps each delay.
+	Max time.Duration `yaml:"max"`
+	// Jitter is the fraction (0..1) by which each delay varies at random.
+	Jitter float64 `yaml:"jitter"`
+}
+
+// Validate reports what is wrong with a policy, if anything.
+func (p RetryPolicy) Validate() error {
+	switch p.Backoff {
+	case "", "constant", "exponential", "fibonacci":
+	default:
+		return fmt.Errorf("retry backoff %q: want constant, exponential or fibonacci", p.Backoff)
+	}
+	if p.Attempts < 0 {
+		return fmt.Errorf("retry attempts %d: must be at least 1", p.Attempts)
+	}
+	if p.Jitter < 0 || p.Jitter > 1 {
+		return fmt.Errorf("retry jitter %v: must be between 0 and 1", p.Jitter)
+	}
+	if p.Initial < 0 || p.Max < 0 {
+		return errors.New("retry durations must not be negative")
+	}
+	return nil
+}
+
+// Merge fills the zero fields of p from def.
+func (p RetryPolicy) Merge(def RetryPolicy) RetryPolicy {
+	if p.Attempts == 0 {
+		p.Attempts = def.Attempts
+	}
+	if p.Backoff == "" {
+		p.Backoff = def.Backoff
+	}
+	if p.Initial == 0 {
+		p.Initial = def.Initial
+	}
+	if p.Max == 0 {
+		p.Max = def.Max
+	}
+	if p.Jitter == 0 {
+		p.Jitter = def.Jitter
+	}
+	return p
+}
+
+func (p RetryPolicy) backoff() retry.Backoff {
+	initial := p.Initial
+	if initial <= 0 {
+		initial = time.Second
+	}
+	var b retry.Backoff
+	switch p.Backoff {
+	case "constant":
+		b = retry.NewConstant(initial)
+	case "fibonacci":
+		b = retry.NewFibonacci(initial)
+	default:
+		b = retry.NewExponential(initial)
+	}
+	if p.Jitter > 0 {
+		b = retry.WithJitterPercent(uint64(p.Jitter*100), b)
+	}
+	if p.Max > 0 {
+		b = retry.WithCappedDuration(p.Max, b)
+	}
+	attempts := p.Attempts
+	if attempts < 1 {
+		attempts = 1
+	}
+	return retry.WithMaxRetries(uint64(attempts-1), b)
+}
+
+// Attempt describes one try of a step, handed to the OnAttempt hook.
+type Attempt struct {
+	// Number counts from 1.
+	Number int
+	// Err is the attempt's error, nil on success.
+	Err error
+	// Duration is how long the attempt ran.
+	Duration time.Duration
+}
+
+// Do runs fn under the policy: each attempt gets its own timeout (when
+// timeout > 0); a failure is retried while Retryable(err) holds and attempts
+// remain. onAttempt, when not nil, is told of every attempt.
+func Do(ctx context.Context, p RetryPolicy, timeout time.Duration, fn func(ctx context.Context, attempt int) (Result, error), onAttempt func(Attempt)) (Result, error) {
+	var res Result
+	n := 0
+	err := retry.Do(ctx, p.backoff(), func(ctx context.Context) error {
+		n++
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if timeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		start := time.Now()
+		r, err := fn(actx, n)
+		timedOut := actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		cancel()
+		if err != nil && timedOut {
+			err = &TimeoutError{After: timeout, Err: err}
+		}
+		if onAttempt != nil {
+			onAttempt(Attempt{Number: n, Err: err, Duration: time.Since(start)})
+		}
+		res = r
+		if err != nil && Retryable(err) && ctx.Err() == nil {
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+	return res, err
+}
+
+// TimeoutError is returned when an attempt ran past its step's timeout.
+// Timeouts are retryable.
+type TimeoutError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s: %v", e.After, e.Err) }
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// Retryable reports whether err is worth another attempt. Errors are
+// retryable unless marked permanent (see Permanent) or caused by the caller's
+// context ending.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var te *TimeoutError
+	if errors.As(err, &te) {
+		return true
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *permanentError
+	return !errors.As(err, &pe)
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying (a 4xx answer, a fatal exit code,
+// a refused argument).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}

@@ -1,0 +1,53 @@
+package actions
+
+import (
+	"context"
+	"errors"
+)
+
+var scriptSpec = Spec{
+	Keys:      []string{"path", "args", "env", "dir", "ok_exit_codes", "fatal_exit_codes", "max_output"},
+	Shorthand: "path",
+	Required:  []string{"path"},
+}
+
+// ScriptParams are the parameters of a script step.
+type ScriptParams struct {
+	Path           string            `json:"path"`
+	Args           []string          `json:"args"`
+	Env            map[string]string `json:"env"`
+	Dir            string            `json:"dir"`
+	OKExitCodes    []int             `json:"ok_exit_codes"`
+	FatalExitCodes []int             `json:"fatal_exit_codes"`
+	MaxOutput      int               `json:"max_output"`
+}
+
+// Script runs an executable file with the event's JSON envelope on stdin and
+// EVENTFN_TYPE, EVENTFN_RULE, EVENTFN_KEY and EVENTFN_MESSAGE_ID set.
+type Script struct{}
+
+// Run implements Action.
+func (s *Script) Run(ctx context.Context, req Request) (Result, error) {
+	var p ScriptParams
+	if err := decode(req.Params, &p); err != nil {
+		return nil, err
+	}
+	if p.Path == "" {
+		return nil, Permanent(errors.New("script: empty path"))
+	}
+	env := map[string]string{
+		"EVENTFN_TYPE": req.Type, "EVENTFN_RULE": req.Rule,
+		"EVENTFN_KEY": req.Key, "EVENTFN_MESSAGE_ID": req.MessageID,
+	}
+	for k, v := range p.Env {
+		env[k] = v
+	}
+	stdin := req.EventJSON
+	if stdin == nil {
+		stdin = []byte{}
+	}
+	return RunCommand(ctx, ExecParams{
+		Argv: append([]string{p.Path}, p.Args...), Env: env, Dir: p.Dir,
+		OKExitCodes: p.OKExitCodes, FatalExitCodes: p.FatalExitCodes, MaxOutput: p.MaxOutput,
+	}, stdin)
+}

@@ -1,0 +1,110 @@
+package rules
+
+import (
+	"github.com/eventfn/eventfn/event"
+)
+
+// RenderedStep is a step as it would run: its parameters rendered for one
+// event. It is what dry-run prints and rule tests compare.
+type RenderedStep struct {
+	ID     string         `json:"id,omitempty"`
+	Kind   string         `json:"kind"`
+	Params map[string]any `json:"params,omitempty"`
+	// Skipped is true when the step's when is false.
+	Skipped bool `json:"skipped,omitempty"`
+	// Error is set when the step could not be rendered.
+	Error string `json:"error,omitempty"`
+}
+
+// RenderedPlan is a matched rule with its steps rendered.
+type RenderedPlan struct {
+	Rule      string         `json:"rule"`
+	Key       string         `json:"key,omitempty"`
+	Steps     []RenderedStep `json:"steps"`
+	OnFailure []RenderedStep `json:"on_failure,omitempty"`
+	// FailedAt names the step whose mocked result failed the plan.
+	FailedAt string `json:"failed_at,omitempty"`
+}
+
+// RuleError is a rule whose condition or key could not be evaluated.
+type RuleError struct {
+	Rule  string `json:"rule"`
+	Error string `json:"error"`
+}
+
+// DryRunResult is what an event would do.
+type DryRunResult struct {
+	Plans  []RenderedPlan `json:"plans"`
+	Errors []RuleError    `json:"errors,omitempty"`
+}
+
+// Mocks give step results by step id, for rendering steps that read
+// steps.<id> of earlier ones. A mock with ok: false fails the plan at that
+// step (its error field becomes `error`), so on_failure is rendered.
+type Mocks map[string]map[string]any
+
+// DryRun renders what ev would do, with no side effects: secrets are
+// masked, step results come from mocks, and interpolations of results not
+// mocked are shown as their source text.
+func (rs *Ruleset) DryRun(ev *event.Event, mocks Mocks) DryRunResult {
+	env := rs.Environment(ev, rs.MaskedSecrets())
+	plans, failed := rs.Match(ev, env)
+	out := DryRunResult{Plans: []RenderedPlan{}}
+	for _, v := range failed {
+		out.Errors = append(out.Errors, RuleError{Rule: v.Rule.Name, Error: v.Err.Error()})
+	}
+	for _, p := range plans {
+		out.Plans = append(out.Plans, renderPlan(p, mocks))
+	}
+	return out
+}
+
+func renderPlan(p Plan, mocks Mocks) RenderedPlan {
+	env := make(map[string]any, len(p.Env))
+	for k, v := range p.Env {
+		env[k] = v
+	}
+	steps := map[string]any{}
+	env["steps"] = steps
+	rp := RenderedPlan{Rule: p.Rule.Name, Key: p.Key, Steps: []RenderedStep{}}
+	failure := ""
+	for _, s := range p.Rule.Steps {
+		rs := renderOne(s, env)
+		rp.Steps = append(rp.Steps, rs)
+		if rs.Error != "" {
+			failure = rs.Error
+			rp.FailedAt = s.Label()
+			break
+		}
+		if m, ok := mocks[s.ID]; ok && s.ID != "" {
+			steps[s.ID] = m
+			if okv, has := m["ok"]; has && okv == false {
+				failure, _ = m["error"].(string)
+				if failure == "" {
+					failure = "mocked failure"
+				}
+				rp.FailedAt = s.Label()
+				break
+			}
+		}
+	}
+	if len(p.Rule.OnFailure) > 0 {
+		if failure == "" {
+			failure = "<error>"
+		}
+		env["error"] = failure
+		for _, s := range p.Rule.OnFailure {
+			rp.OnFailure = append(rp.OnFailure, renderOne(s, env))
+		}
+	}
+	return rp
+}
+
+func renderOne(s *Step, env map[string]any) RenderedStep {
+	params, run, err := RenderStep(s, env, true)
+	rs := RenderedStep{ID: s.ID, Kind: s.Kind, Params: params, Skipped: !run && err == nil}
+	if err != nil {
+		rs.Error = err.Error()
+	}
+	return rs
+}

@@ -1,0 +1,133 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+	"github.com/expr-lang/expr/vm/runtime"
+)
+
+// Expr is a compiled expression of the rules' one expression language, expr.
+type Expr struct {
+	Src     string
+	Pos     Pos
+	program *vm.Program
+	// steps are the step ids the expression reads (steps.<id>).
+	steps []string
+}
+
+// compileEnv is the shape of the expression environment, for type checks.
+// Values are placeholders; only their types matter.
+var compileEnv = map[string]any{
+	"type":    "",
+	"source":  "",
+	"id":      "",
+	"payload": map[string]any{},
+	"headers": map[string]any{},
+	"vars":    map[string]any{},
+	"env":     map[string]any{},
+	"secrets": map[string]any{},
+	"steps":   map[string]any{},
+	"error":   "",
+}
+
+// strictGet is the function every plain member access (a.b, a["b"]) becomes:
+// a key missing from a map is an error instead of a silent nil. Optional
+// access (a?.b) keeps expr's own behaviour and yields nil.
+func strictGet(params ...any) (any, error) {
+	from, key := params[0], params[1]
+	if m, ok := from.(map[string]any); ok {
+		k, isStr := key.(string)
+		if !isStr {
+			return nil, fmt.Errorf("cannot index a map with %T", key)
+		}
+		v, found := m[k]
+		if !found {
+			return nil, fmt.Errorf("no key %q (use ?. or `??` for optional fields)", k)
+		}
+		return v, nil
+	}
+	if from == nil {
+		return nil, fmt.Errorf("cannot read %v of nil", key)
+	}
+	return safeFetch(from, key)
+}
+
+func safeFetch(from, key any) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return runtime.Fetch(from, key), nil
+}
+
+// strictPatch rewrites member accesses into strictGet calls and records the
+// steps.<id> references.
+type strictPatch struct {
+	steps []string
+	// optional is true below a ?. chain, where misses must stay nil.
+}
+
+func (p *strictPatch) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok {
+		return
+	}
+	if id, ok := m.Node.(*ast.IdentifierNode); ok && id.Value == "steps" {
+		if s, ok := m.Property.(*ast.StringNode); ok {
+			p.steps = append(p.steps, s.Value)
+		}
+	}
+	if m.Optional || m.Method {
+		return
+	}
+	ast.Patch(node, &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: "__get"},
+		Arguments: []ast.Node{m.Node, m.Property},
+	})
+}
+
+func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
+	src = strings.TrimSpace(src)
+	if src == "" {
+		return nil, fmt.Errorf("empty expression")
+	}
+	patch := &strictPatch{}
+	opts := []expr.Option{
+		expr.Env(compileEnv),
+		expr.Function("__get", strictGet),
+		expr.Patch(patch),
+	}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("expression %q: %s", src, oneLine(err.Error()))
+	}
+	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps}, nil
+}
+
+// Eval runs the expression over env.
+func (e *Expr) Eval(env map[string]any) (any, error) {
+	v, err := expr.Run(e.program, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s", e.Src, oneLine(err.Error()))
+	}
+	return v, nil
+}
+
+// UsesSteps reports whether the expression reads results of earlier steps.
+func (e *Expr) UsesSteps() bool { return len(e.steps) > 0 }
+
+func oneLine(s string) string {
+	// expr errors carry a caret drawing on extra lines; keep the first line.
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}

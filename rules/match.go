@@ -1,0 +1,162 @@
+package rules
+
+import (
+	"fmt"
+
+	"github.com/eventfn/eventfn/event"
+)
+
+// Plan is a rule that matched an event: the unit the runner executes.
+type Plan struct {
+	Rule *Rule
+	// Key orders plans: plans with the same key run in arrival order.
+	Key   string
+	Event *event.Event
+	// Env is the expression environment the plan's steps render in.
+	Env map[string]any
+}
+
+// Verdict says why a rule did or did not match an event.
+type Verdict struct {
+	Rule    *Rule
+	Matched bool
+	// When is the value of the rule's condition (true when it has none).
+	When any
+	// Err is set when the condition or key could not be evaluated.
+	Err error
+}
+
+// Environment builds the expression environment of an event. secrets holds the
+// values of the file's secrets (MaskedSecrets for dry-run).
+func (rs *Ruleset) Environment(ev *event.Event, secrets map[string]any) map[string]any {
+	headers := make(map[string]any, len(ev.Headers))
+	for k, v := range ev.Headers {
+		headers[k] = v
+	}
+	payload := ev.Payload
+	if payload == nil {
+		payload = map[string]any{}
+	}
+	return map[string]any{
+		"type":    ev.Type,
+		"source":  ev.Source,
+		"id":      ev.ID,
+		"payload": payload,
+		"headers": headers,
+		"vars":    rs.Vars,
+		"env":     rs.Env,
+		"secrets": secrets,
+		"steps":   map[string]any{},
+		"error":   "",
+	}
+}
+
+// RulesFor returns the rules that see events of type t, in file order.
+func (rs *Ruleset) RulesFor(t string) []*Rule {
+	own, all := rs.byType[t], rs.byType["*"]
+	if len(all) == 0 {
+		return own
+	}
+	if len(own) == 0 {
+		return all
+	}
+	out := make([]*Rule, 0, len(own)+len(all))
+	i, j := 0, 0
+	for i < len(own) || j < len(all) { // keep file order across both lists
+		if j >= len(all) || (i < len(own) && rs.order(own[i]) < rs.order(all[j])) {
+			out = append(out, own[i])
+			i++
+		} else {
+			out = append(out, all[j])
+			j++
+		}
+	}
+	return out
+}
+
+func (rs *Ruleset) order(r *Rule) int {
+	for i, x := range rs.Rules {
+		if x == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// Match returns the plans of the rules whose condition holds for ev, and the
+// verdicts of rules whose condition or key failed to evaluate: such a rule
+// is an error of that rule, never silently taken as false.
+func (rs *Ruleset) Match(ev *event.Event, env map[string]any) (plans []Plan, failed []Verdict) {
+	for _, r := range rs.RulesFor(ev.Type) {
+		v := r.verdict(env)
+		if v.Err != nil {
+			failed = append(failed, v)
+			continue
+		}
+		if !v.Matched {
+			continue
+		}
+		key := ""
+		if r.Key != nil {
+			k, err := r.Key.Eval(env)
+			if err != nil {
+				failed = append(failed, Verdict{Rule: r, Err: fmt.Errorf("key: %w", err)})
+				continue
+			}
+			key = Stringify(k)
+		}
+		plans = append(plans, Plan{Rule: r, Key: key, Event: ev, Env: env})
+	}
+	return plans, failed
+}
+
+// Explain returns a verdict for every rule of the event's type.
+func (rs *Ruleset) Explain(ev *event.Event, env map[string]any) []Verdict {
+	rules := rs.RulesFor(ev.Type)
+	out := make([]Verdict, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, r.verdict(env))
+	}
+	return out
+}
+
+func (r *Rule) verdict(env map[string]any) Verdict {
+	if r.When == nil {
+		return Verdict{Rule: r, Matched: true, When: true}
+	}
+	v, err := r.When.Eval(env)
+	if err != nil {
+		return Verdict{Rule: r, Err: fmt.Errorf("when: %w", err)}
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return Verdict{Rule: r, When: v, Err: fmt.Errorf("when: %s gave %T, not a boolean", r.When.Src, v)}
+	}
+	return Verdict{Rule: r, Matched: b, When: b}
+}
+
+// RenderStep evaluates a step's condition and renders its parameters over
+// env. run is false when the step's when is false. With lenient set,
+// interpolations of missing step results are left as text (dry-run).
+func RenderStep(s *Step, env map[string]any, lenient bool) (params map[string]any, run bool, err error) {
+	if s.When != nil {
+		v, err := s.When.Eval(env)
+		if err != nil {
+			if lenient && s.When.UsesSteps() {
+				v = true
+			} else {
+				return nil, false, fmt.Errorf("step %s: when: %w", s.Label(), err)
+			}
+		}
+		if b, ok := v.(bool); !ok {
+			return nil, false, fmt.Errorf("step %s: when gave %T, not a boolean", s.Label(), v)
+		} else if !b {
+			return nil, false, nil
+		}
+	}
+	r, err := s.Params.Render(env, lenient)
+	if err != nil {
+		return nil, false, fmt.Errorf("step %s: %w", s.Label(), err)
+	}
+	return r.(map[string]any), true, nil
+}

@@ -1,0 +1,389 @@
+// Package runner takes messages from sources, matches them against the
+// rules, executes the resulting plans on a bounded dispatcher and settles
+// each message (ack, requeue or dead-letter) once its plans' outcome is
+// decided.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/event"
+	"github.com/eventfn/eventfn/rules"
+)
+
+// Settler settles a message with its broker.
+type Settler interface {
+	// Ack tells the broker the message is handled.
+	Ack(ctx context.Context) error
+	// Requeue returns the message for redelivery (or leaves it
+	// unacknowledged so the broker redelivers it).
+	Requeue(ctx context.Context) error
+	// DeadLetter moves the message to the source's dead-letter destination
+	// and acknowledges it.
+	DeadLetter(ctx context.Context, reason string) error
+}
+
+// Message is what a source delivers: bytes, headers and a way to settle.
+type Message struct {
+	// Source is the name of the delivering source.
+	Source string
+	// Destination is the queue or topic it arrived on.
+	Destination string
+	Body        []byte
+	Headers     map[string]string
+	// ID identifies the message for de-duplication (x-message-id); empty
+	// disables de-duplication for it.
+	ID string
+	// Type is the event type the source derived, if any.
+	Type string
+	// TypeField names a payload field holding the type, when Type is empty.
+	TypeField string
+	// Envelope is true when Body is an {"type","payload","headers"} envelope
+	// (local sources), false when it is the payload itself (brokers).
+	Envelope bool
+	// Event, when set, is the already-decoded event (sources that validate
+	// on receipt); Body is then ignored.
+	Event *event.Event
+	// DeadLetterOnFailure selects the fate of failed and undecodable
+	// messages: dead-letter when true, ack with an error log when false.
+	DeadLetterOnFailure bool
+	Received            time.Time
+	Settler             Settler
+}
+
+// Deliver hands a message to the runner. It returns once the message is
+// queued for execution (blocking while the runner is full); the runner
+// settles the message later.
+type Deliver func(ctx context.Context, m *Message) error
+
+// Source produces messages until its context ends. A finite source (a file
+// without follow) returns nil when it has delivered everything.
+type Source interface {
+	Name() string
+	Run(ctx context.Context, deliver Deliver) error
+}
+
+// Readier is implemented by sources that can be down (brokers).
+type Readier interface {
+	Ready() bool
+}
+
+// Config holds what a Runner needs.
+type Config struct {
+	Rules   *rules.Ruleset
+	Actions *actions.Registry
+	Sources []Source
+	Journal Journal
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// Secrets are the values of the rules' secrets.
+	Secrets map[string]any
+	// Concurrency bounds the plans running at once.
+	Concurrency int
+	// Limits bound decoded bodies.
+	Limits event.Limits
+	// ShutdownTimeout bounds how long in-flight plans may finish once the
+	// runner's context ends.
+	ShutdownTimeout time.Duration
+}
+
+// Runner is the running pipeline.
+type Runner struct {
+	cfg     Config
+	rules   atomic.Pointer[rules.Ruleset]
+	exec    *Executor
+	disp    *Dispatcher
+	log     *slog.Logger
+	m       *Metrics
+	ready   atomic.Bool
+	secrets map[string]any
+
+	// work is the context plans run in: it outlives the sources' context
+	// by up to ShutdownTimeout, so in-flight plans can finish.
+	work context.Context
+}
+
+// New returns a runner; call Run to start it.
+func New(cfg Config) *Runner {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Journal == nil {
+		cfg.Journal = NewMemoryJournal(0, 0)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	r := &Runner{
+		cfg:     cfg,
+		exec:    &Executor{Actions: cfg.Actions, Logger: cfg.Logger, Metrics: cfg.Metrics},
+		disp:    NewDispatcher(cfg.Concurrency, cfg.Concurrency*4),
+		log:     cfg.Logger,
+		m:       cfg.Metrics,
+		secrets: cfg.Secrets,
+	}
+	r.rules.Store(cfg.Rules)
+	return r
+}
+
+// Rules returns the rules in force.
+func (r *Runner) Rules() *rules.Ruleset { return r.rules.Load() }
+
+// SetRules swaps the rules atomically: plans already started finish on the
+// rules they started with.
+func (r *Runner) SetRules(rs *rules.Ruleset) { r.rules.Store(rs) }
+
+// Metrics returns the runner's metrics.
+func (r *Runner) Metrics() *Metrics { return r.m }
+
+// Ready reports whether the rules are loaded and every source is up.
+func (r *Runner) Ready() bool {
+	if !r.ready.Load() {
+		return false
+	}
+	for _, s := range r.cfg.Sources {
+		if rd, ok := s.(Readier); ok && !rd.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Run runs every source until ctx ends or every source has finished, then
+// waits up to ShutdownTimeout for in-flight plans. Plans still running then
+// are cancelled and their messages left for redelivery.
+func (r *Runner) Run(ctx context.Context) error {
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	r.work = work
+	r.ready.Store(true)
+	defer r.ready.Store(false)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(r.cfg.Sources))
+	for _, s := range r.cfg.Sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(ctx, r.Deliver); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("source %s: %w", s.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+
+	drained := make(chan struct{})
+	go func() { r.disp.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(r.cfg.ShutdownTimeout):
+		r.log.Warn("shutdown timeout: cancelling plans still running; their messages stay unacknowledged", "timeout", r.cfg.ShutdownTimeout)
+		cancelWork()
+		<-drained
+	}
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// Deliver implements the Deliver func sources call.
+func (r *Runner) Deliver(ctx context.Context, m *Message) error {
+	if m.Received.IsZero() {
+		m.Received = time.Now()
+	}
+	work := r.work
+	if work == nil {
+		work = context.Background()
+	}
+	rs := r.rules.Load()
+	ev := m.Event
+	if ev == nil {
+		var err error
+		if m.Envelope {
+			ev, err = event.DecodeEnvelope(m.Body, r.cfg.Limits)
+		} else {
+			ev, err = event.DecodePayload(m.Body, m.Type, m.TypeField, r.cfg.Limits)
+		}
+		if err != nil {
+			r.reject(work, m, err)
+			return nil
+		}
+	}
+	ev.Source, ev.Received = m.Source, m.Received
+	if ev.ID == "" {
+		ev.ID = m.ID
+	}
+	if len(m.Headers) > 0 && ev.Headers == nil {
+		ev.Headers = m.Headers
+	}
+	r.m.Received.WithLabelValues(m.Source, ev.Type).Inc()
+	if ev.ID != "" && r.cfg.Journal.Completed(ev.ID) {
+		r.m.Duplicates.WithLabelValues(m.Source).Inc()
+		r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
+		r.settle(work, m, ev, "acked", nil)
+		return nil
+	}
+	env := rs.Environment(ev, r.secrets)
+	plans, failed := rs.Match(ev, env)
+	for _, v := range failed {
+		r.m.RuleErrors.WithLabelValues(v.Rule.Name).Inc()
+		r.log.Error("rule could not be evaluated", "source", m.Source, "id", ev.ID, "type", ev.Type, "rule", v.Rule.Name, "error", v.Err)
+	}
+	if len(plans) == 0 {
+		var err error
+		if len(failed) > 0 {
+			err = fmt.Errorf("rule %s: %w", failed[0].Rule.Name, failed[0].Err)
+		} else {
+			r.m.Unmatched.WithLabelValues(m.Source, ev.Type).Inc()
+			r.log.Debug("no rule matched", "source", m.Source, "id", ev.ID, "type", ev.Type)
+		}
+		r.settle(work, m, ev, "", err)
+		return nil
+	}
+	t := &tracker{pending: int32(len(plans))}
+	if len(failed) > 0 {
+		t.setErr(fmt.Errorf("rule %s: %w", failed[0].Rule.Name, failed[0].Err), Failed)
+	}
+	for _, p := range plans {
+		r.m.RuleMatches.WithLabelValues(p.Rule.Name).Inc()
+		r.m.InFlight.Inc()
+		err := r.disp.Submit(ctx, p.Key, func() {
+			defer r.m.InFlight.Dec()
+			var prog Progress
+			if ev.ID != "" {
+				prog = r.cfg.Journal.Progress(ev.ID, p.Rule.Name)
+			}
+			res := r.exec.Execute(work, p, prog)
+			if res.Resumed > 0 {
+				r.m.Resumed.WithLabelValues(m.Source).Inc()
+				r.log.Info("plan resumed after its completed steps", "id", ev.ID, "rule", p.Rule.Name, "skipped_steps", res.Resumed)
+			}
+			r.m.Plans.WithLabelValues(p.Rule.Name, res.Outcome.String()).Inc()
+			if res.Outcome != Success {
+				t.setErr(res.Err, res.Outcome)
+			}
+			if t.done() {
+				r.finish(work, m, ev, t)
+			}
+		})
+		if err != nil { // the source is stopping: leave the message to the broker
+			r.m.InFlight.Dec()
+			t.setErr(errInterrupted, Interrupted)
+			if t.done() {
+				r.finish(work, m, ev, t)
+			}
+		}
+	}
+	return nil
+}
+
+// tracker collects the outcomes of one message's plans.
+type tracker struct {
+	pending int32
+	mu      sync.Mutex
+	err     error
+	worst   Outcome
+}
+
+func (t *tracker) setErr(err error, o Outcome) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if o > t.worst || t.err == nil {
+		t.worst, t.err = max(o, t.worst), err
+	}
+}
+
+func (t *tracker) done() bool { return atomic.AddInt32(&t.pending, -1) == 0 }
+
+func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tracker) {
+	t.mu.Lock()
+	worst, err := t.worst, t.err
+	t.mu.Unlock()
+	if worst == Interrupted {
+		r.settle(ctx, m, ev, "requeued", err)
+		return
+	}
+	r.settle(ctx, m, ev, "", err)
+}
+
+// settle applies the message's fate and logs one line about it. fate ""
+// means: acked on success, per the source's policy on failure.
+func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate string, cause error) {
+	if fate == "" {
+		fate = "acked"
+		if cause != nil && m.DeadLetterOnFailure {
+			fate = "dead_lettered"
+		}
+	}
+	var err error
+	if m.Settler != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		switch fate {
+		case "acked":
+			err = m.Settler.Ack(sctx)
+		case "dead_lettered":
+			reason := "failed"
+			if cause != nil {
+				reason = cause.Error()
+			}
+			err = m.Settler.DeadLetter(sctx, reason)
+		case "requeued":
+			err = m.Settler.Requeue(sctx)
+		}
+		cancel()
+	}
+	if fate != "requeued" && err == nil && ev != nil && ev.ID != "" {
+		if jerr := r.cfg.Journal.Complete(ev.ID); jerr != nil {
+			r.log.Error("journal write failed", "id", ev.ID, "error", jerr)
+		}
+	}
+	typ := ""
+	if ev != nil {
+		typ = ev.Type
+	}
+	r.m.Settled.WithLabelValues(m.Source, typ, fate).Inc()
+	r.m.EndToEnd.WithLabelValues(m.Source).Observe(time.Since(m.Received).Seconds())
+	attrs := []any{"source", m.Source, "id", messageID(m, ev), "type", typ, "fate", fate,
+		"duration_ms", time.Since(m.Received).Milliseconds()}
+	switch {
+	case err != nil:
+		r.log.Error("settling message failed; the broker will redeliver it", append(attrs, "error", err)...)
+	case cause != nil && fate == "requeued":
+		r.log.Warn("message left for redelivery", append(attrs, "error", cause)...)
+	case cause != nil:
+		r.log.Error("message failed", append(attrs, "error", cause)...)
+	default:
+		r.log.Info("message handled", attrs...)
+	}
+}
+
+func messageID(m *Message, ev *event.Event) string {
+	if ev != nil && ev.ID != "" {
+		return ev.ID
+	}
+	return m.ID
+}
+
+// reject handles a message that could not be decoded.
+func (r *Runner) reject(ctx context.Context, m *Message, err error) {
+	r.m.Rejected.WithLabelValues(m.Source, event.Reason(err)).Inc()
+	r.log.Error("message rejected: cannot decode", "source", m.Source, "id", m.ID,
+		"destination", m.Destination, "reason", event.Reason(err), "error", err)
+	r.settle(ctx, m, nil, "", fmt.Errorf("rejected: %w", err))
+}
