@@ -76,12 +76,12 @@ examples:
 `
 
 type dryRunEvent struct {
-	File    string               `json:"file"`
-	Index   int                  `json:"index"`
-	Type    string               `json:"type"`
-	Error   string               `json:"error,omitempty"`
-	Result  *rules.DryRunResult  `json:"result,omitempty"`
-	Explain []explainedRule      `json:"explain,omitempty"`
+	File    string              `json:"file"`
+	Index   int                 `json:"index"`
+	Type    string              `json:"type"`
+	Error   string              `json:"error,omitempty"`
+	Result  *rules.DryRunResult `json:"result,omitempty"`
+	Explain []explainedRule     `json:"explain,omitempty"`
 	event   *event.Event
 }
 
