@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // Result is what a step returns; later steps read it as steps.<id>.
@@ -113,17 +116,144 @@ func Standard(opts Options) *Registry {
 // without the means to run them (validate, dry-run).
 func SpecsOnly() map[string]Spec { return Standard(Options{}).Specs() }
 
-// decode converts rendered params into a typed struct through JSON, so that
-// every kind reads its parameters the same way, with one clear error.
+// decode copies rendered params into a typed struct (fields named by their
+// json tags), so that every kind reads its parameters the same way. Values
+// are converted where a person would expect it: a number or a map rendered
+// into a string field becomes its text (maps and lists as JSON), a numeric
+// string into an int field becomes the number.
 func decode(params map[string]any, out any) error {
-	b, err := json.Marshal(params)
-	if err != nil {
-		return Permanent(fmt.Errorf("parameters: %w", err))
-	}
-	if err := json.Unmarshal(b, out); err != nil {
+	if err := assign(reflect.ValueOf(out).Elem(), params, ""); err != nil {
 		return Permanent(fmt.Errorf("parameters: %w", err))
 	}
 	return nil
+}
+
+func assign(dst reflect.Value, src any, path string) error {
+	if src == nil {
+		return nil
+	}
+	switch dst.Kind() {
+	case reflect.Interface:
+		dst.Set(reflect.ValueOf(src))
+		return nil
+	case reflect.String:
+		dst.SetString(text(src))
+		return nil
+	case reflect.Bool:
+		b, ok := src.(bool)
+		if !ok {
+			return fmt.Errorf("%s: want true or false, got %v", name(path), src)
+		}
+		dst.SetBool(b)
+		return nil
+	case reflect.Int, reflect.Int64:
+		switch n := src.(type) {
+		case int:
+			dst.SetInt(int64(n))
+		case int64:
+			dst.SetInt(n)
+		case float64:
+			if n != float64(int64(n)) {
+				return fmt.Errorf("%s: want an integer, got %v", name(path), n)
+			}
+			dst.SetInt(int64(n))
+		case string:
+			i, err := strconv.Atoi(strings.TrimSpace(n))
+			if err != nil {
+				return fmt.Errorf("%s: want an integer, got %q", name(path), n)
+			}
+			dst.SetInt(int64(i))
+		default:
+			return fmt.Errorf("%s: want an integer, got %T", name(path), src)
+		}
+		return nil
+	case reflect.Slice:
+		list, ok := src.([]any)
+		if !ok {
+			if ss, ok2 := src.([]string); ok2 {
+				list = make([]any, len(ss))
+				for i, s := range ss {
+					list[i] = s
+				}
+			} else {
+				return fmt.Errorf("%s: want a list, got %T", name(path), src)
+			}
+		}
+		sl := reflect.MakeSlice(dst.Type(), len(list), len(list))
+		for i, e := range list {
+			if err := assign(sl.Index(i), e, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		dst.Set(sl)
+		return nil
+	case reflect.Map:
+		m, ok := src.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: want a mapping, got %T", name(path), src)
+		}
+		mv := reflect.MakeMapWithSize(dst.Type(), len(m))
+		for k, e := range m {
+			v := reflect.New(dst.Type().Elem()).Elem()
+			if err := assign(v, e, path+"."+k); err != nil {
+				return err
+			}
+			mv.SetMapIndex(reflect.ValueOf(k), v)
+		}
+		dst.Set(mv)
+		return nil
+	case reflect.Struct:
+		m, ok := src.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: want a mapping, got %T", name(path), src)
+		}
+		t := dst.Type()
+		for i := 0; i < t.NumField(); i++ {
+			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			if v, ok := m[tag]; ok && tag != "" {
+				if err := assign(dst.Field(i), v, strings.TrimPrefix(path+"."+tag, ".")); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	case reflect.Pointer:
+		v := reflect.New(dst.Type().Elem())
+		if err := assign(v.Elem(), src, path); err != nil {
+			return err
+		}
+		dst.Set(v)
+		return nil
+	}
+	return fmt.Errorf("%s: unsupported parameter type %s", name(path), dst.Type())
+}
+
+func name(path string) string {
+	if path == "" {
+		return "value"
+	}
+	return path
+}
+
+// text formats a rendered value for a string parameter.
+func text(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case bool:
+		return strconv.FormatBool(t)
+	case int:
+		return strconv.Itoa(t)
+	case int64:
+		return strconv.FormatInt(t, 10)
+	case float64:
+		return strconv.FormatFloat(t, 'f', -1, 64)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
 }
 
 // parseJSON returns b decoded when it holds one JSON value, else nil.

@@ -145,21 +145,25 @@ func commandEnv(extra map[string]string) []string {
 	return env
 }
 
-// capped keeps the first max bytes written and counts the rest.
+// capped keeps the first max bytes written and counts the rest. (It does
+// not embed bytes.Buffer: its ReadFrom would bypass the cap.)
 type capped struct {
-	bytes.Buffer
+	buf     bytes.Buffer
 	max     int
 	dropped int64
 }
 
 func (c *capped) Write(p []byte) (int, error) {
-	room := c.max - c.Len()
+	room := c.max - c.buf.Len()
 	if room >= len(p) {
-		return c.Buffer.Write(p)
+		return c.buf.Write(p)
 	}
 	if room > 0 {
-		c.Buffer.Write(p[:room])
+		c.buf.Write(p[:room])
 	}
 	c.dropped += int64(len(p) - max(room, 0))
 	return len(p), nil
 }
+
+func (c *capped) String() string { return c.buf.String() }
+func (c *capped) Bytes() []byte  { return c.buf.Bytes() }

@@ -476,7 +476,7 @@ func (p *parser) parseRule(n *yaml.Node) *Rule {
 	defined := map[string]bool{}
 	if steps != nil {
 		r.Steps = p.parseSteps(steps, r, defined)
-		if len(r.Steps) == 0 && steps.Kind == yaml.SequenceNode {
+		if len(steps.Content) == 0 && steps.Kind == yaml.SequenceNode {
 			p.errorf(steps, r.Name, "steps is empty")
 		}
 	}
@@ -558,6 +558,7 @@ func (p *parser) checkRefs(s *Step, r *Rule, defined map[string]bool) {
 func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 	s := &Step{Pos: p.pos(n), Timeout: p.rs.Defaults.Timeout, Retry: p.rs.Defaults.Retry}
 	var kindNode *yaml.Node
+	errsBefore := len(p.errs)
 	for _, kv := range p.pairs(n, r.Name, "a step") {
 		k, v := kv[0], kv[1]
 		switch k.Value {
@@ -601,6 +602,9 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 		}
 	}
 	if kindNode == nil {
+		if len(p.errs) > errsBefore {
+			return nil // an unknown key was reported: likely the misspelt action
+		}
 		p.errorf(n, r.Name, "step has no action (one of: %s)", strings.Join(sortedKeys(p.opts.Kinds), ", "))
 		return nil
 	}

@@ -107,7 +107,8 @@ type Runner struct {
 
 	// work is the context plans run in: it outlives the sources' context
 	// by up to ShutdownTimeout, so in-flight plans can finish.
-	work context.Context
+	work       context.Context
+	cancelWork context.CancelFunc
 }
 
 // New returns a runner; call Run to start it.
@@ -135,6 +136,7 @@ func New(cfg Config) *Runner {
 		m:       cfg.Metrics,
 		secrets: cfg.Secrets,
 	}
+	r.work, r.cancelWork = context.WithCancel(context.Background())
 	r.rules.Store(cfg.Rules)
 	return r
 }
@@ -166,9 +168,7 @@ func (r *Runner) Ready() bool {
 // waits up to ShutdownTimeout for in-flight plans. Plans still running then
 // are cancelled and their messages left for redelivery.
 func (r *Runner) Run(ctx context.Context) error {
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-	r.work = work
+	defer r.cancelWork()
 	r.ready.Store(true)
 	defer r.ready.Store(false)
 
@@ -192,7 +192,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	case <-drained:
 	case <-time.After(r.cfg.ShutdownTimeout):
 		r.log.Warn("shutdown timeout: cancelling plans still running; their messages stay unacknowledged", "timeout", r.cfg.ShutdownTimeout)
-		cancelWork()
+		r.cancelWork()
 		<-drained
 	}
 	var all []error
@@ -208,9 +208,6 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 		m.Received = time.Now()
 	}
 	work := r.work
-	if work == nil {
-		work = context.Background()
-	}
 	rs := r.rules.Load()
 	ev := m.Event
 	if ev == nil {

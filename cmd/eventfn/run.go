@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -40,6 +41,8 @@ type deps struct {
 	logger *slog.Logger
 	limits event.Limits
 	stdin  io.Reader
+	// dir is the rules file's directory: relative file paths start there.
+	dir string
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -73,7 +76,7 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 		return err
 	}
 	limits := event.Limits{MaxBytes: rs.Runner.MaxBody}
-	d := deps{logger: logger, limits: limits, stdin: stdin}
+	d := deps{logger: logger, limits: limits, stdin: stdin, dir: filepath.Dir(rs.Files[0])}
 	var sources []runner.Source
 	for _, spec := range rs.Sources {
 		s, err := buildSource(spec, d)
@@ -137,6 +140,9 @@ func buildSource(spec rules.SourceSpec, d deps) (runner.Source, error) {
 		path := strings.TrimPrefix(rest, "//")
 		if path == "" {
 			return nil, errors.New("file source needs a path: file:events.jsonl or file:- for stdin")
+		}
+		if path != "-" && !filepath.IsAbs(path) {
+			path = filepath.Join(d.dir, path)
 		}
 		return &local.File{SourceName: spec.Name, Path: path, Follow: spec.Follow, Stdin: d.stdin,
 			DeadLetterOnFailure: spec.OnFailure == "dead-letter"}, nil

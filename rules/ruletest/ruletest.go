@@ -211,7 +211,7 @@ func mismatch(path string, want, got any) string {
 }
 
 func show(v any) string {
-	if s, ok := v.(string); ok {
+	if s, ok := v.(string); ok && s == "<absent>" {
 		return s
 	}
 	b, err := json.MarshalIndent(v, "          ", "  ")

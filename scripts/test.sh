@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs eventfn's whole test suite on this machine, from nothing: it first
+# brings up every service the integration tests talk to (RabbitMQ with its
+# STOMP/MQTT/Web plugins, Mosquitto, a private SLURM accounting stack; see
+# scripts/test-env.sh), then vets and runs every Go test with the race
+# detector, then runs each fuzz target briefly.
+#
+#   bash scripts/test.sh              # everything
+#   COUNT=3 bash scripts/test.sh      # each test three times
+#   FUZZTIME=30s bash scripts/test.sh # longer fuzzing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+: "${COUNT:=1}"
+: "${FUZZTIME:=5s}"
+
+echo "== preparing services (scripts/test-env.sh)"
+bash scripts/test-env.sh
+
+# The SLURM integration tests find the accounting stack through SLURM_CONF.
+set -a
+# shellcheck disable=SC1091
+. /var/tmp/eventfn-slurm/env
+set +a
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race -count=$COUNT"
+go test -race -count="$COUNT" -timeout 30m ./...
+
+echo "== fuzzing ($FUZZTIME per target)"
+# Every FuzzXxx function, run alone for a short time.
+grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
+  pkg=./$(dirname "${f#./}")
+  for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -d' ' -f2); do
+    echo "-- $pkg $fn"
+    go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$FUZZTIME" "$pkg"
+  done
+done
+
+echo "== all tests passed"
