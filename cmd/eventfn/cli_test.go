@@ -146,3 +146,30 @@ func mustAbs(t *testing.T, p string) string {
 }
 
 var _ = fmt.Sprint
+
+// TestExamples validates every example and runs its rule tests and a
+// dry-run of each of its sample events.
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*/eventfn.yaml")
+	if len(files) < 2 {
+		t.Fatalf("examples: %v", files)
+	}
+	for _, f := range files {
+		dir := filepath.Dir(f)
+		if code, _, errs := cli(t, "validate", "-c", f); code != 0 {
+			t.Errorf("validate %s: %s", f, errs)
+		}
+		tests, _ := filepath.Glob(filepath.Join(dir, "*_test.yaml"))
+		for _, tf := range tests {
+			if code, out, errs := cli(t, "test", tf); code != 0 {
+				t.Errorf("test %s: %s%s", tf, out, errs)
+			}
+		}
+		events, _ := filepath.Glob(filepath.Join(dir, "events", "*.json"))
+		for _, ev := range events {
+			if code, out, errs := cli(t, "dry-run", "-c", f, ev); code != 0 {
+				t.Errorf("dry-run %s: %s%s", ev, out, errs)
+			}
+		}
+	}
+}
