@@ -35,6 +35,9 @@ func NewDispatcher(concurrency, queue int) *Dispatcher {
 // Submit schedules job under key. It blocks while the dispatcher is full and
 // returns ctx's error if ctx ends first (the job is then not scheduled).
 func (d *Dispatcher) Submit(ctx context.Context, key string, job func()) error {
+	if err := ctx.Err(); err != nil { // select picks at random when both are ready
+		return err
+	}
 	select {
 	case d.room <- struct{}{}:
 	case <-ctx.Done():

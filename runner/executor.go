@@ -9,8 +9,12 @@ import (
 	"maps"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/rules"
+	"github.com/eventfn/eventfn/telemetry"
 )
 
 // Outcome is how a plan ended.
@@ -57,28 +61,40 @@ type Executor struct {
 	Actions *actions.Registry
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Tracer starts a span per plan and per step attempt (nil: none).
+	Tracer trace.Tracer
+	// Redactor masks secrets in span attributes and logged errors.
+	Redactor *telemetry.Redactor
 }
 
 // Execute runs plan. It never panics on bad data: a step that fails to
 // render fails the plan like any other failing step.
-func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) PlanResult {
+// The plan runs in a span of its own, a child of the one in ctx.
+func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) (res PlanResult) {
 	r := plan.Rule
-	res := PlanResult{Rule: r.Name, Key: plan.Key}
+	res = PlanResult{Rule: r.Name, Key: plan.Key}
+	ctx, span := x.tracer().Start(ctx, "rule "+r.Name, trace.WithAttributes(AttrRule.String(r.Name), AttrKey.String(plan.Key)))
+	defer func() { x.endPlan(span, res) }()
 	env := maps.Clone(plan.Env)
 	steps := map[string]any{}
 	env["steps"] = steps
 	req := actions.Request{Type: plan.Event.Type, Rule: r.Name, Key: plan.Key, MessageID: plan.Event.ID}
 	for i, s := range r.Steps {
+		if err := ctx.Err(); err != nil { // stopped between steps: resume here on redelivery
+			res.Outcome, res.Err = Interrupted, fmt.Errorf("before step %s: %w", s.Label(), err)
+			return res
+		}
 		if prog != nil {
 			if done, ok := prog.Done(i); ok {
 				res.Resumed++
+				span.AddEvent("step resumed", trace.WithAttributes(AttrStep.String(s.Label())))
 				if s.ID != "" {
 					steps[s.ID] = map[string]any(done)
 				}
 				continue
 			}
 		}
-		out, err := x.step(ctx, s, env, &req, plan)
+		out, err := x.step(ctx, s, env, &req, plan, false)
 		if s.ID != "" && out != nil {
 			steps[s.ID] = map[string]any(out)
 		}
@@ -93,7 +109,7 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 			return res
 		}
 		if err != nil {
-			x.Logger.WarnContext(ctx, "step failed, continuing", "rule", r.Name, "step", s.Label(), "error", err)
+			x.Logger.WarnContext(ctx, "step failed, continuing", "rule", r.Name, "step", s.Label(), "error", x.Redactor.Error(err))
 		}
 		if prog != nil {
 			if rerr := prog.Record(i, out); rerr != nil {
@@ -105,13 +121,17 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 }
 
 // step renders and runs one step. The result always carries ok (and error
-// when it failed), so later steps and on_failure can inspect it.
-func (x *Executor) step(ctx context.Context, s *rules.Step, env map[string]any, req *actions.Request, plan rules.Plan) (actions.Result, error) {
+// when it failed), so later steps and on_failure can inspect it. Each
+// attempt runs in a span, a child of the plan's.
+func (x *Executor) step(ctx context.Context, s *rules.Step, env map[string]any, req *actions.Request, plan rules.Plan, onFailure bool) (actions.Result, error) {
 	params, run, err := rules.RenderStep(s, env, false)
 	if err != nil {
+		trace.SpanFromContext(ctx).AddEvent("step render failed", trace.WithAttributes(AttrStep.String(s.Label()),
+			attribute.String("exception.message", x.Redactor.Error(err))))
 		return actions.Result{"ok": false, "error": err.Error()}, actions.Permanent(err)
 	}
 	if !run {
+		trace.SpanFromContext(ctx).AddEvent("step skipped", trace.WithAttributes(AttrStep.String(s.Label())))
 		return actions.Result{"ok": true, "skipped": true}, nil
 	}
 	act, ok := x.Actions.Get(s.Kind)
@@ -122,14 +142,19 @@ func (x *Executor) step(ctx context.Context, s *rules.Step, env map[string]any, 
 	if s.Kind == "script" && req.EventJSON == nil {
 		req.EventJSON, _ = json.Marshal(plan.Event)
 	}
+	attrs := stepAttrs(s, params, onFailure, x.Redactor)
 	out, err := actions.Do(ctx, s.Retry, s.Timeout, func(ctx context.Context, attempt int) (actions.Result, error) {
-		return act.Run(ctx, *req)
+		ctx, span := x.tracer().Start(ctx, "step "+s.Label(), trace.WithAttributes(attrs...),
+			trace.WithAttributes(AttrAttempt.Int(attempt)))
+		res, err := act.Run(ctx, *req)
+		endAttempt(span, res, err, x.Redactor)
+		return res, err
 	}, func(a actions.Attempt) {
 		result := "ok"
 		if a.Err != nil {
 			result = "error"
 			x.Logger.WarnContext(ctx, "step attempt failed", "rule", plan.Rule.Name, "step", s.Label(),
-				"kind", s.Kind, "attempt", a.Number, "error", a.Err)
+				"kind", s.Kind, "attempt", a.Number, "error", x.Redactor.Error(a.Err), "trace_id", telemetry.TraceID(ctx))
 		}
 		x.Metrics.StepAttempts.WithLabelValues(s.Kind, result).Inc()
 		x.Metrics.StepLatency.WithLabelValues(s.Kind).Observe(a.Duration.Seconds())
@@ -148,12 +173,12 @@ func (x *Executor) onFailure(ctx context.Context, plan rules.Plan, env map[strin
 	env["error"] = cause.Error()
 	steps := env["steps"].(map[string]any)
 	for _, s := range plan.Rule.OnFailure {
-		out, err := x.step(ctx, s, env, req, plan)
+		out, err := x.step(ctx, s, env, req, plan, true)
 		if s.ID != "" && out != nil {
 			steps[s.ID] = map[string]any(out)
 		}
 		if err != nil {
-			x.Logger.ErrorContext(ctx, "on_failure step failed", "rule", plan.Rule.Name, "step", s.Label(), "error", err)
+			x.Logger.ErrorContext(ctx, "on_failure step failed", "rule", plan.Rule.Name, "step", s.Label(), "error", x.Redactor.Error(err))
 			if ctx.Err() != nil {
 				return
 			}

@@ -13,9 +13,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
+	"github.com/eventfn/eventfn/telemetry"
 )
 
 // Settler settles a message with its broker.
@@ -92,6 +97,14 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight plans may finish once the
 	// runner's context ends.
 	ShutdownTimeout time.Duration
+	// TracerProvider makes the spans of messages, plans and step attempts
+	// (nil: otel.GetTracerProvider(), a no-op unless one was installed).
+	TracerProvider trace.TracerProvider
+	// Propagator reads the trace context from message headers (nil: W3C
+	// trace context and baggage).
+	Propagator propagation.TextMapPropagator
+	// Reporter, when set, is told of every plan that failed for good.
+	Reporter telemetry.Reporter
 }
 
 // Runner is the running pipeline.
@@ -104,6 +117,9 @@ type Runner struct {
 	m       *Metrics
 	ready   atomic.Bool
 	secrets map[string]any
+	tracer  trace.Tracer
+	prop    propagation.TextMapPropagator
+	red     *telemetry.Redactor
 
 	// work is the context plans run in: it outlives the sources' context
 	// by up to ShutdownTimeout, so in-flight plans can finish.
@@ -128,13 +144,25 @@ func New(cfg Config) *Runner {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = telemetry.Propagator()
+	}
+	tracer := cfg.TracerProvider.Tracer(TracerName)
+	red := telemetry.NewRedactor(telemetry.Values(cfg.Secrets)...)
 	r := &Runner{
-		cfg:     cfg,
-		exec:    &Executor{Actions: cfg.Actions, Logger: cfg.Logger, Metrics: cfg.Metrics},
+		cfg: cfg,
+		exec: &Executor{Actions: cfg.Actions, Logger: cfg.Logger, Metrics: cfg.Metrics,
+			Tracer: tracer, Redactor: red},
 		disp:    NewDispatcher(cfg.Concurrency, cfg.Concurrency*4),
 		log:     cfg.Logger,
 		m:       cfg.Metrics,
 		secrets: cfg.Secrets,
+		tracer:  tracer,
+		prop:    cfg.Propagator,
+		red:     red,
 	}
 	r.work, r.cancelWork = context.WithCancel(context.Background())
 	r.rules.Store(cfg.Rules)
@@ -166,7 +194,10 @@ func (r *Runner) Ready() bool {
 
 // Run runs every source until ctx ends or every source has finished, then
 // waits up to ShutdownTimeout for in-flight plans. Plans still running then
-// are cancelled and their messages left for redelivery.
+// are cancelled and their messages left for redelivery. The deadline
+// starts when ctx ends (or the sources finish), not when the sources have
+// drained: broker sources keep their connections open while the runner
+// settles what it has, and the whole stop takes about ShutdownTimeout.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.cancelWork()
 	r.ready.Store(true)
@@ -183,18 +214,30 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Wait()
-	close(errs)
+	sourcesDone := make(chan struct{})
+	go func() { wg.Wait(); close(sourcesDone) }()
+	select {
+	case <-ctx.Done():
+	case <-sourcesDone:
+	}
+	r.ready.Store(false) // stopping: take no new work (/readyz fails)
 
 	drained := make(chan struct{})
-	go func() { r.disp.Wait(); close(drained) }()
+	go func() {
+		<-sourcesDone // no Submit after this: the dispatcher can be waited for
+		r.disp.Wait()
+		close(drained)
+	}()
+	deadline := time.NewTimer(r.cfg.ShutdownTimeout)
+	defer deadline.Stop()
 	select {
 	case <-drained:
-	case <-time.After(r.cfg.ShutdownTimeout):
+	case <-deadline.C:
 		r.log.Warn("shutdown timeout: cancelling plans still running; their messages stay unacknowledged", "timeout", r.cfg.ShutdownTimeout)
 		r.cancelWork()
 		<-drained
 	}
+	close(errs)
 	var all []error
 	for err := range errs {
 		all = append(all, err)
@@ -207,20 +250,22 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 	if m.Received.IsZero() {
 		m.Received = time.Now()
 	}
-	work := r.work
 	rs := r.rules.Load()
 	ev := m.Event
+	var decodeErr error
 	if ev == nil {
-		var err error
 		if m.Envelope {
-			ev, err = event.DecodeEnvelope(m.Body, r.cfg.Limits)
+			ev, decodeErr = event.DecodeEnvelope(m.Body, r.cfg.Limits)
 		} else {
-			ev, err = event.DecodePayload(m.Body, m.Type, m.TypeField, r.cfg.Limits)
+			ev, decodeErr = event.DecodePayload(m.Body, m.Type, m.TypeField, r.cfg.Limits)
 		}
-		if err != nil {
-			r.reject(work, m, err)
-			return nil
-		}
+	}
+	// work carries the message's span; plans run in it, and it outlives
+	// the source's ctx by up to ShutdownTimeout.
+	work := r.startMessage(r.work, m, ev)
+	if decodeErr != nil {
+		r.reject(work, m, decodeErr)
+		return nil
 	}
 	ev.Source, ev.Received = m.Source, m.Received
 	if ev.ID == "" {
@@ -233,14 +278,16 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 	if ev.ID != "" && r.cfg.Journal.Completed(ev.ID) {
 		r.m.Duplicates.WithLabelValues(m.Source).Inc()
 		r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
+		trace.SpanFromContext(work).SetAttributes(AttrDuplicate.Bool(true))
 		r.settle(work, m, ev, "acked", nil)
 		return nil
 	}
 	env := rs.Environment(ev, r.secrets)
 	plans, failed := rs.Match(ev, env)
+	trace.SpanFromContext(work).SetAttributes(AttrPlans.Int(len(plans)))
 	for _, v := range failed {
 		r.m.RuleErrors.WithLabelValues(v.Rule.Name).Inc()
-		r.log.Error("rule could not be evaluated", "source", m.Source, "id", ev.ID, "type", ev.Type, "rule", v.Rule.Name, "error", v.Err)
+		r.log.Error("rule could not be evaluated", "source", m.Source, "id", ev.ID, "type", ev.Type, "rule", v.Rule.Name, "error", r.red.Error(v.Err))
 	}
 	if len(plans) == 0 {
 		var err error
@@ -274,6 +321,10 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 			r.m.Plans.WithLabelValues(p.Rule.Name, res.Outcome.String()).Inc()
 			if res.Outcome != Success {
 				t.setErr(res.Err, res.Outcome)
+			}
+			if res.Outcome == Failed && r.cfg.Reporter != nil {
+				r.cfg.Reporter.Report(work, telemetry.Failure{Source: m.Source, Type: ev.Type, MessageID: ev.ID,
+					Rule: p.Rule.Name, Key: p.Key, Err: res.Err})
 			}
 			if t.done() {
 				r.finish(work, m, ev, t)
@@ -328,6 +379,14 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 			fate = "dead_lettered"
 		}
 	}
+	// The journal records the message as handled before the broker hears
+	// of it: a redelivery (after a lost ack, or a quick resend) is then
+	// recognised as a duplicate and not run again.
+	if fate != "requeued" && ev != nil && ev.ID != "" {
+		if jerr := r.cfg.Journal.Complete(ev.ID); jerr != nil {
+			r.log.Error("journal write failed", "id", ev.ID, "error", jerr)
+		}
+	}
 	var err error
 	if m.Settler != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -345,26 +404,25 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 		}
 		cancel()
 	}
-	if fate != "requeued" && err == nil && ev != nil && ev.ID != "" {
-		if jerr := r.cfg.Journal.Complete(ev.ID); jerr != nil {
-			r.log.Error("journal write failed", "id", ev.ID, "error", jerr)
-		}
-	}
 	typ := ""
 	if ev != nil {
 		typ = ev.Type
 	}
 	r.m.Settled.WithLabelValues(m.Source, typ, fate).Inc()
 	r.m.EndToEnd.WithLabelValues(m.Source).Observe(time.Since(m.Received).Seconds())
+	r.endMessage(ctx, fate, cause, err)
 	attrs := []any{"source", m.Source, "id", messageID(m, ev), "type", typ, "fate", fate,
 		"duration_ms", time.Since(m.Received).Milliseconds()}
+	if tid := telemetry.TraceID(ctx); tid != "" {
+		attrs = append(attrs, "trace_id", tid)
+	}
 	switch {
 	case err != nil:
-		r.log.Error("settling message failed; the broker will redeliver it", append(attrs, "error", err)...)
+		r.log.Error("settling message failed; the broker will redeliver it", append(attrs, "error", r.red.Error(err))...)
 	case cause != nil && fate == "requeued":
-		r.log.Warn("message left for redelivery", append(attrs, "error", cause)...)
+		r.log.Warn("message left for redelivery", append(attrs, "error", r.red.Error(cause))...)
 	case cause != nil:
-		r.log.Error("message failed", append(attrs, "error", cause)...)
+		r.log.Error("message failed", append(attrs, "error", r.red.Error(cause))...)
 	default:
 		r.log.Info("message handled", attrs...)
 	}
