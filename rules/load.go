@@ -130,6 +130,13 @@ type SourceSpec struct {
 	Format   string `yaml:"format"`
 	ClientID string `yaml:"client_id"`
 	QoS      int    `yaml:"qos"`
+	// TypeSegment picks the MQTT topic segment holding the event type: 1 is
+	// the first, -1 the last (the default, when 0).
+	TypeSegment int `yaml:"type_segment"`
+	// MessageID is how an MQTT source identifies messages for
+	// de-duplication: hash (default: sha256 of vhost, topic and payload, as
+	// Waldur computes x-message-id) or none.
+	MessageID string `yaml:"message_id"`
 	// DedupKey is an expression for the de-duplication key (default: the
 	// message id header).
 	DedupKey string            `yaml:"dedup_key"`
@@ -398,6 +405,11 @@ func (p *parser) checkSource(n *yaml.Node, s *SourceSpec) {
 	}
 	if s.OnFailure == "dead-letter" && s.DeadLetter == "" && !strings.HasPrefix(s.URL, "stomp") && s.Waldur == nil {
 		p.errorf(n, "", "source %q: on_failure dead-letter needs dead_letter (a destination)", s.Name)
+	}
+	switch s.MessageID {
+	case "", "hash", "none":
+	default:
+		p.errorf(n, "", "source %q: message_id %q: want hash or none", s.Name, s.MessageID)
 	}
 	if s.DedupKey != "" {
 		if _, err := compileExpr(s.DedupKey, p.pos(n), false); err != nil {

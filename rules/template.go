@@ -120,7 +120,7 @@ func (v *Value) Render(env map[string]any, lenient bool) (any, error) {
 			}
 			return nil, err
 		}
-		return r, nil
+		return jsonSafe(r), nil
 	}
 	var b strings.Builder
 	for i, e := range v.expr {
@@ -137,6 +137,56 @@ func (v *Value) Render(env map[string]any, lenient bool) (any, error) {
 	}
 	b.WriteString(v.text[len(v.text)-1])
 	return b.String(), nil
+}
+
+// jsonSafe turns the maps with non-string keys that some expr functions
+// return (fromPairs, groupBy) into map[string]any, so that every rendered
+// value encodes as JSON, as actions and dry-run need. Values that need no
+// change are returned as they are (they may be shared, e.g. vars).
+func jsonSafe(v any) any {
+	out, _ := safeValue(v)
+	return out
+}
+
+func safeValue(v any) (any, bool) {
+	switch t := v.(type) {
+	case map[any]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[Stringify(k)], _ = safeValue(x)
+		}
+		return out, true
+	case map[string]any:
+		var out map[string]any
+		for k, x := range t {
+			if y, changed := safeValue(x); changed {
+				if out == nil {
+					out = make(map[string]any, len(t))
+					for k2, x2 := range t {
+						out[k2] = x2
+					}
+				}
+				out[k] = y
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	case []any:
+		var out []any
+		for i, x := range t {
+			if y, changed := safeValue(x); changed {
+				if out == nil {
+					out = append([]any(nil), t...)
+				}
+				out[i] = y
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	}
+	return v, false
 }
 
 // Stringify formats a value for interpolation into a string: strings as

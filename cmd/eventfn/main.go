@@ -29,6 +29,8 @@ func commands() []command {
 		{"validate", "load and check a rules file; exit 1 with positions", validateUsage, cmdValidate},
 		{"dry-run", "print the rules that match events and their rendered steps", dryRunUsage, cmdDryRun},
 		{"test", "run rule unit tests", testUsage, cmdTest},
+		{"publish", "send Waldur-shaped events to a broker (tests, demos, load)", publishUsage, cmdPublish},
+		{"healthcheck", "exit 0 when a running eventfn answers ready (container health check)", healthcheckUsage, cmdHealthcheck},
 		{"version", "print the version", "usage: eventfn version\n", cmdVersion},
 	}
 }

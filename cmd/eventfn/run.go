@@ -20,7 +20,10 @@ import (
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/runner/journal"
 	"github.com/eventfn/eventfn/runner/local"
+	"github.com/eventfn/eventfn/runner/mqtt"
+	"github.com/eventfn/eventfn/runner/stomp"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -32,8 +35,16 @@ shutdown_timeout) before exiting. A file source without follow ends when
 its events are done, and then so does run. The rules file comes from -c or
 $EVENTFN_CONFIG.
 
-example:
+SIGHUP, or saving a rules file, reloads the rules: a file with errors is
+logged and the rules in force stay. --listen serves /healthz, /readyz and
+/metrics. Traces go where OTEL_TRACES_EXPORTER (otlp, console; none by
+default) and the other standard OTEL_* variables say; runner.sentry_dsn
+reports failed plans to Sentry.
+
+examples:
   eventfn run -c examples/quickstart/eventfn.yaml
+  OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \
+    eventfn run -c eventfn.yaml --listen :9090 --log-format json
 `
 
 // deps are what building sources needs besides their spec.
@@ -43,6 +54,10 @@ type deps struct {
 	stdin  io.Reader
 	// dir is the rules file's directory: relative file paths start there.
 	dir string
+	// metrics receive broker sources' connection gauges; shutdownTimeout is
+	// how long they keep connections for in-flight acknowledgements.
+	metrics         *runner.Metrics
+	shutdownTimeout time.Duration
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -76,7 +91,9 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 		return err
 	}
 	limits := event.Limits{MaxBytes: rs.Runner.MaxBody}
-	d := deps{logger: logger, limits: limits, stdin: stdin, dir: filepath.Dir(rs.Files[0])}
+	metrics := runner.NewMetrics()
+	d := deps{logger: logger, limits: limits, stdin: stdin, dir: filepath.Dir(rs.Files[0]),
+		metrics: metrics, shutdownTimeout: rs.Runner.ShutdownTimeout}
 	var sources []runner.Source
 	for _, spec := range rs.Sources {
 		s, err := buildSource(spec, d)
@@ -93,11 +110,21 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 		return err
 	}
 	reg := actions.Standard(actions.Options{Logger: logger, Slurm: rs.Slurm, Waldur: wc})
-	metrics := runner.NewMetrics()
+	jn, err := openJournal(rs.Runner, filepath.Dir(rs.Files[0]), logger)
+	if err != nil {
+		return err
+	}
+	defer jn.Close()
+	o, err := startOps(ctx, rs, secrets, logger)
+	if err != nil {
+		return err
+	}
+	defer o.close(logger)
 	r := runner.New(runner.Config{
-		Rules: rs, Actions: reg, Sources: sources, Logger: logger, Metrics: metrics,
+		Rules: rs, Actions: reg, Sources: sources, Logger: logger, Metrics: metrics, Journal: jn,
 		Secrets: secrets, Concurrency: rs.Runner.Concurrency, Limits: limits,
 		ShutdownTimeout: rs.Runner.ShutdownTimeout,
+		TracerProvider:  o.tracing, Reporter: o.reporter,
 	})
 	if listen == "" {
 		listen = rs.Runner.Listen
@@ -112,6 +139,7 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 		defer srv.Close()
 		logger.Info("serving health and metrics", "addr", ln.Addr().String())
 	}
+	defer startReload(ctx, r, rs.Files[0], logger)()
 	logger.Info("eventfn running", "version", version, "rules", len(rs.Rules), "sources", len(sources))
 	return r.Run(ctx)
 }
@@ -134,8 +162,15 @@ func healthHandler(r *runner.Runner) http.Handler {
 
 // buildSource makes a source from its spec, by the URL's scheme.
 func buildSource(spec rules.SourceSpec, d deps) (runner.Source, error) {
+	if stomp.IsSpec(spec) { // stomp://, stomp+ssl://, stomp+ws://, stomp+wss://, waldur
+		return stomp.FromSpec(spec, stomp.Deps{Logger: d.logger, Metrics: d.metrics,
+			DrainTimeout: d.shutdownTimeout, Version: version, Dir: d.dir})
+	}
 	scheme, rest, _ := strings.Cut(spec.URL, ":")
 	switch scheme {
+	case "mqtt", "mqtts", "mqtt+ws", "mqtt+wss":
+		return mqtt.FromSpec(spec, mqtt.Deps{Logger: d.logger, Metrics: d.metrics,
+			DrainTimeout: d.shutdownTimeout, Dir: d.dir})
 	case "file":
 		path := strings.TrimPrefix(rest, "//")
 		if path == "" {
@@ -154,6 +189,31 @@ func buildSource(spec rules.SourceSpec, d deps) (runner.Source, error) {
 		return &local.HTTP{SourceName: spec.Name, Addr: addr, Path: path, Limits: d.limits, Logger: d.logger}, nil
 	}
 	return nil, fmt.Errorf("unsupported url %q (want file:, http://)", spec.URL)
+}
+
+// openJournal opens the de-duplication journal: durable in runner.state_dir
+// (relative to dir, the rules file's) when set, else in memory (forgotten on
+// restart).
+func openJournal(spec rules.RunnerSpec, dir string, logger *slog.Logger) (runner.Journal, error) {
+	if spec.StateDir == "" {
+		logger.Info("journal in memory (set runner.state_dir to keep it across restarts)")
+		maxAge := spec.JournalMaxAge
+		if maxAge <= 0 {
+			maxAge = journal.DefaultMaxAge
+		}
+		return runner.NewMemoryJournal(maxAge, spec.JournalMaxEntries), nil
+	}
+	stateDir := spec.StateDir
+	if !filepath.IsAbs(stateDir) {
+		stateDir = filepath.Join(dir, stateDir)
+	}
+	j, err := journal.Open(stateDir, journal.Options{MaxAge: spec.JournalMaxAge,
+		MaxEntries: spec.JournalMaxEntries, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("journal opened", "path", j.Path())
+	return j, nil
 }
 
 // waldurCaller adapts the Waldur client to the waldur action: errors the

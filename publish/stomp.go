@@ -1,0 +1,84 @@
+package publish
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	gostomp "github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
+
+	"github.com/eventfn/eventfn/runner/stomp"
+)
+
+func stompSchemes() []string { return stomp.Schemes }
+
+// stompPublisher publishes over one STOMP connection.
+type stompPublisher struct {
+	c     *stomp.Conn
+	every int
+	n     int
+}
+
+// DialSTOMP opens a STOMP publisher (stomp://, stomp+ssl://, stomp+ws://,
+// stomp+wss://). Heart-beats are off: a publisher only writes.
+func DialSTOMP(ctx context.Context, o Options) (Publisher, error) {
+	e, err := stomp.ParseURL(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	vhost := o.VHost
+	if vhost == "" {
+		vhost = e.VHost
+	}
+	login := o.Login
+	if login == "" {
+		login = e.Login
+	}
+	d := stomp.DialOptions{Endpoint: e, VHost: vhost, Login: login, Passcode: o.Passcode, Heartbeat: -1, Logger: o.Logger}
+	if e.Secure() {
+		conf, err := stomp.TLSOptions{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+			ServerName: o.ServerName, InsecureSkipVerify: o.InsecureSkipVerify}.Config(e.Host())
+		if err != nil {
+			return nil, err
+		}
+		d.TLS = conf
+	}
+	c, err := stomp.Dial(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return &stompPublisher{c: c, every: max(o.ConfirmEvery, 1)}, nil
+}
+
+// Publish implements Publisher: SEND, with a receipt (RabbitMQ confirms the
+// message) every ConfirmEvery messages.
+func (p *stompPublisher) Publish(ctx context.Context, m Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.n++
+	opts := make([]func(*frame.Frame) error, 0, len(m.Headers)+1)
+	contentType := ""
+	for k, v := range m.Headers {
+		if strings.EqualFold(k, frame.ContentType) {
+			contentType = v
+			continue
+		}
+		opts = append(opts, gostomp.SendOpt.Header(k, v))
+	}
+	if p.n%p.every == 0 {
+		opts = append(opts, gostomp.SendOpt.Receipt)
+	}
+	if err := p.c.Send(m.Destination, contentType, m.Body, opts...); err != nil {
+		return fmt.Errorf("send: %w", stomp.AsBrokerError(err))
+	}
+	return nil
+}
+
+// Close implements Publisher: DISCONNECT and wait for its receipt, which
+// the broker sends after every earlier frame.
+func (p *stompPublisher) Close() error {
+	return p.c.Disconnect(30 * time.Second)
+}

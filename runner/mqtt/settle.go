@@ -1,0 +1,142 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+)
+
+// delivery is one message handed to the runner, with the redeliveries of it
+// that arrived while the runner held it. It implements runner.Settler.
+type delivery struct {
+	s   *Source
+	key string
+	// copies and settled are guarded by s.mu.
+	copies  []inbound
+	settled bool
+}
+
+// take marks d settled and returns its copies; ok is false when it was
+// settled before. The caller must call done once the copies are
+// acknowledged (or left).
+func (d *delivery) take() (copies []inbound, ok bool) {
+	s := d.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.settled {
+		return nil, false
+	}
+	d.settled = true
+	if s.leaders[d.key] == d {
+		delete(s.leaders, d.key)
+	}
+	return d.copies, true
+}
+
+// done counts d out of the messages the runner holds.
+func (d *delivery) done() {
+	s := d.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending--
+	if s.pending == 0 {
+		close(s.idle)
+	}
+}
+
+// finish settles d without acknowledging anything.
+func (d *delivery) finish() {
+	if _, ok := d.take(); ok {
+		d.done()
+	}
+}
+
+// live returns the copies that came on the current connection, if it is
+// up: only their acknowledgements can reach the broker.
+func (d *delivery) live(copies []inbound) []inbound {
+	if !d.s.connectionOpen() {
+		return nil
+	}
+	gen := d.s.gen.Load()
+	var out []inbound
+	for _, c := range copies {
+		if c.gen == gen {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Ack implements runner.Settler: PUBACK for every copy on the current
+// connection.
+func (d *delivery) Ack(ctx context.Context) error {
+	copies, ok := d.take()
+	if !ok {
+		return nil
+	}
+	defer d.done()
+	live := d.live(copies)
+	if len(live) == 0 {
+		return errConnGone
+	}
+	return ack(ctx, live)
+}
+
+// Requeue implements runner.Settler. MQTT has no negative acknowledgement:
+// the message is left unacknowledged and the broker sends it again after
+// the next reconnect.
+func (d *delivery) Requeue(context.Context) error {
+	copies, ok := d.take()
+	if !ok {
+		return nil
+	}
+	defer d.done()
+	if !d.s.stopping.Load() {
+		d.s.log.Warn("mqtt cannot requeue: the message stays unacknowledged until the next reconnect",
+			"topic", copies[0].msg.Topic(), "id", d.key)
+	}
+	return nil
+}
+
+// DeadLetter implements runner.Settler: it publishes the payload to the
+// dead-letter topic (QoS 1, waiting for the broker's PUBACK), then
+// acknowledges the message. The reason is not sent: MQTT 3.1.1 has no
+// headers.
+func (d *delivery) DeadLetter(ctx context.Context, _ string) error {
+	copies, ok := d.take()
+	if !ok {
+		return nil
+	}
+	defer d.done()
+	live := d.live(copies)
+	if len(live) == 0 {
+		// Not published: the message comes again and is decided again,
+		// rather than landing twice in the dead-letter topic.
+		return errConnGone
+	}
+	d.s.mu.Lock()
+	c := d.s.client
+	d.s.mu.Unlock()
+	topic := d.s.cfg.DeadLetter
+	if err := WaitToken(ctx, c.Publish(topic, 1, false, live[0].msg.Payload())); err != nil {
+		return fmt.Errorf("publishing to dead-letter topic %q: %w", topic, err)
+	}
+	return ack(ctx, live)
+}
+
+// ack acknowledges copies. paho's Ack blocks until its writer takes the
+// PUBACK, so it runs aside and ctx bounds the wait.
+func ack(ctx context.Context, copies []inbound) error {
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for _, c := range copies {
+			c.msg.Ack()
+		}
+	}()
+	select {
+	case <-sent:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("acknowledging: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,183 @@
+package stomp_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eventfn/eventfn/internal/brokertest"
+	"github.com/eventfn/eventfn/waldur"
+)
+
+// binDir holds the eventfn binary built for the subprocess tests.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eventfn-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// eventfnBinary builds cmd/eventfn once per test process.
+func eventfnBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(binDir, "eventfn")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/eventfn/eventfn/cmd/eventfn").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build cmd/eventfn: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func lines(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// TestKilledMidPlanResumesOnce: eventfn is killed with SIGKILL while the
+// second step of a plan runs. The message was not acknowledged, so the
+// broker redelivers it to the restarted eventfn, whose journal (in
+// runner.state_dir) says the first step completed: the plan resumes at the
+// second step and runs to success once.
+func TestKilledMidPlanResumesOnce(t *testing.T) {
+	bin := eventfnBinary(t)
+	s := newSite(t, waldur.TypeOrder)
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	config := fmt.Sprintf(`version: 1
+runner: {state_dir: %q, shutdown_timeout: 5s}
+defaults: {timeout: 120s, retry: {attempts: 1}}
+sources:
+  - name: waldur
+    url: %s
+    vhost: %s
+    login: %s
+    passcode_env: EVENTFN_TEST_PASSCODE
+    subscribe: [%s]
+rules:
+  - name: provision
+    on: order
+    when: payload.order_state == "executing"
+    steps:
+      - id: account
+        exec: [sh, -c, 'echo "$1" >> "$0"', %q, "{{ payload.order_uuid }}"]
+      - id: limits
+        exec:
+          - sh
+          - -c
+          - 'echo x >> "$0"; if [ ! -e "$1" ]; then echo $$ > "$3.tmp"; mv "$3.tmp" "$3"; exec sleep 120; fi; echo x >> "$2"'
+          - %q
+          - %q
+          - %q
+          - %q
+`, p("state"), tcpURL(), s.vhost, s.login, waldur.Destination(s.queues[waldur.TypeOrder]),
+		p("account"), p("limits-started"), p("release"), p("limits-done"), p("sleeper.pid"))
+	if err := os.WriteFile(p("eventfn.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func(n int) (*exec.Cmd, string) {
+		logPath := p(fmt.Sprintf("eventfn-%d.log", n))
+		logFile, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			logFile.Close()
+			if t.Failed() {
+				b, _ := os.ReadFile(logPath)
+				t.Logf("eventfn run %d:\n%s", n, b)
+			}
+		})
+		cmd := exec.Command(bin, "run", "-c", p("eventfn.yaml"), "--log-level", "debug")
+		cmd.Env = append(os.Environ(), "EVENTFN_TEST_PASSCODE="+s.pass)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		})
+		return cmd, logPath
+	}
+
+	s.b.Publish(s.vhost, s.queues[waldur.TypeOrder],
+		payload(t, map[string]any{"order_uuid": "4d5e6f", "order_state": "executing"}))
+
+	first, _ := start(1)
+	brokertest.WaitFor(t, 60*time.Second, "the second step to start", func() bool {
+		_, err := os.Stat(p("sleeper.pid"))
+		return err == nil
+	})
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	// The step's own process outlives eventfn (it has its own process group).
+	if b, err := os.ReadFile(p("sleeper.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if n := lines(p("account")); n != 1 {
+		t.Fatalf("first step ran %d times before the kill, want 1", n)
+	}
+	if err := os.WriteFile(p("release"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	second, log2 := start(2)
+	brokertest.WaitFor(t, 60*time.Second, "the plan to finish after the restart", func() bool {
+		return lines(p("limits-done")) >= 1
+	})
+	brokertest.WaitFor(t, 30*time.Second, "the message to be acknowledged", func() bool {
+		b, _ := os.ReadFile(log2)
+		return strings.Contains(string(b), "message handled")
+	})
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Errorf("eventfn exited with %v after SIGTERM", err)
+	}
+
+	if n := lines(p("account")); n != 1 {
+		t.Errorf("the first step ran %d times, want 1 (the restart must resume after it)", n)
+	}
+	if n := lines(p("limits-started")); n != 2 {
+		t.Errorf("the second step started %d times, want 2 (killed once, then completed)", n)
+	}
+	if n := lines(p("limits-done")); n != 1 {
+		t.Errorf("the second step completed %d times, want 1", n)
+	}
+	b, _ := os.ReadFile(log2)
+	if !strings.Contains(string(b), "plan resumed after its completed steps") {
+		t.Error("the restarted eventfn did not log the resumption")
+	}
+	if msgs := s.b.Peek(s.vhost, s.queues[waldur.TypeOrder], 10); len(msgs) > 0 {
+		t.Errorf("queue still holds %d messages", len(msgs))
+	}
+}

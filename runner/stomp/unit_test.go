@@ -1,0 +1,374 @@
+package stomp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/eventfn/eventfn/rules"
+)
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Endpoint
+		err  string
+	}{
+		{in: "stomp://rmq", want: Endpoint{Scheme: SchemeTCP, Addr: "rmq:61613"}},
+		{in: "stomp+ssl://rmq", want: Endpoint{Scheme: SchemeTLS, Addr: "rmq:61614"}},
+		{in: "stomp+ws://127.0.0.1:15674/ws", want: Endpoint{Scheme: SchemeWS, Addr: "127.0.0.1:15674", Path: "/ws"}},
+		{in: "stomp+ws://rmq", want: Endpoint{Scheme: SchemeWS, Addr: "rmq:80", Path: "/ws"}},
+		{in: "stomp+wss://waldur.example.org/rmqws-stomp?vhost=abc", want: Endpoint{Scheme: SchemeWSS, Addr: "waldur.example.org:443", Path: "/rmqws-stomp", VHost: "abc"}},
+		{in: "stomp+wss://agent@[::1]:8443/x", want: Endpoint{Scheme: SchemeWSS, Addr: "[::1]:8443", Path: "/x", Login: "agent"}},
+		{in: "stomp+wss://agent:secret@host/ws", err: "password in the URL"},
+		{in: "amqp://host", err: "unsupported scheme"},
+		{in: "stomp://", err: "missing host"},
+		{in: "stomp://host/path", err: "path is only meaningful"},
+		{in: "stomp://host?heartbeat=1", err: "unknown parameter"},
+	} {
+		got, err := ParseURL(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseURL(%q) error = %v, want %q", tc.in, err, tc.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "secret") {
+				t.Errorf("ParseURL(%q) error shows the password: %v", tc.in, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseURL(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestBrokerFromAPI(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://waldur.example.org/api/": "stomp+wss://waldur.example.org:443/rmqws-stomp",
+		"https://waldur.example.org":      "stomp+wss://waldur.example.org:443/rmqws-stomp",
+		"http://10.0.0.1:8080/api":        "stomp+ws://10.0.0.1:8080/rmqws-stomp",
+		"https://[2001:db8::1]:8443/api/": "stomp+wss://[2001:db8::1]:8443/rmqws-stomp",
+	} {
+		e, err := BrokerFromAPI(in)
+		if err != nil || e.String() != want {
+			t.Errorf("BrokerFromAPI(%q) = %s, %v; want %s", in, e, err, want)
+		}
+	}
+	if _, err := BrokerFromAPI("ftp://x"); err == nil {
+		t.Error("ftp accepted")
+	}
+}
+
+func TestTypeOf(t *testing.T) {
+	sub, off := "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	for dest, want := range map[string]string{
+		"/amq/queue/subscription_" + sub + "_offering_" + off + "_user_role":            "user_role",
+		"/queue/subscription_" + sub + "_offering_" + off + "_order":                    "order",
+		"/amq/queue/subscription_" + sub + "_offering_" + off + "_importable_resources": "importable_resources",
+		"/amq/queue/consumer_" + sub:                                                    "",
+		"/queue/orders":                                                                 "",
+	} {
+		if got := TypeOf(dest); got != want {
+			t.Errorf("TypeOf(%q) = %q, want %q", dest, got, want)
+		}
+	}
+}
+
+func TestFromSpecChecks(t *testing.T) {
+	env := func(k string) (string, bool) { return "pw", k == "PW" }
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pass"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := rules.SourceSpec{Name: "b", URL: "stomp://h", Login: "u", PasscodeEnv: "PW", Subscribe: []string{"/amq/queue/q"}}
+	for _, tc := range []struct {
+		name string
+		edit func(*rules.SourceSpec)
+		err  string
+	}{
+		{"ok", func(*rules.SourceSpec) {}, ""},
+		{"passcode file relative to the rules", func(s *rules.SourceSpec) { s.PasscodeEnv, s.PasscodeFile = "", "pass" }, ""},
+		{"login without passcode", func(s *rules.SourceSpec) { s.PasscodeEnv = "" }, "needs a passcode"},
+		{"login in URL without passcode", func(s *rules.SourceSpec) { s.URL, s.Login, s.PasscodeEnv = "stomp://u@h", "", "" }, "needs a passcode"},
+		{"password in URL", func(s *rules.SourceSpec) { s.URL = "stomp://u:pw@h" }, "password in the URL"},
+		{"unset env", func(s *rules.SourceSpec) { s.PasscodeEnv = "NOPE" }, "NOPE is not set"},
+		{"no subscriptions", func(s *rules.SourceSpec) { s.Subscribe = nil }, "subscribe"},
+		{"bare queue name", func(s *rules.SourceSpec) { s.Subscribe = []string{"q"} }, "starts with /"},
+		{"vhost conflict", func(s *rules.SourceSpec) { s.URL, s.VHost = "stomp://h?vhost=a", "b" }, "disagree"},
+		{"tls on plain", func(s *rules.SourceSpec) { s.TLS.CAFile = "ca.pem" }, "need a TLS URL"},
+		{"missing CA", func(s *rules.SourceSpec) { s.URL, s.TLS.CAFile = "stomp+wss://h/ws", "nope.pem" }, "ca_file"},
+		{"negative prefetch", func(s *rules.SourceSpec) { s.Prefetch = -1 }, "prefetch"},
+		{"dedup_key", func(s *rules.SourceSpec) { s.DedupKey = "payload.x" }, "dedup_key"},
+		{"waldur without section", func(s *rules.SourceSpec) { s.URL = "waldur" }, "waldur: section"},
+		{"waldur with login", func(s *rules.SourceSpec) {
+			s.URL, s.Waldur = "waldur", &rules.WaldurSourceSpec{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: []string{"0123456789abcdef0123456789abcdef"}}
+		}, "come from the registration"},
+		{"waldur bad offering", func(s *rules.SourceSpec) {
+			*s = rules.SourceSpec{Name: "w", URL: "waldur", Waldur: &rules.WaldurSourceSpec{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: []string{"x"}}}
+		}, "not a UUID"},
+		{"waldur bad mode", func(s *rules.SourceSpec) {
+			*s = rules.SourceSpec{Name: "w", Waldur: &rules.WaldurSourceSpec{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: []string{"0123456789abcdef0123456789abcdef"}, Mode: "x"}}
+		}, "mode"},
+		{"waldur ok", func(s *rules.SourceSpec) {
+			*s = rules.SourceSpec{Name: "w", Waldur: &rules.WaldurSourceSpec{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: []string{"0123456789abcdef0123456789abcdef"}}}
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := base
+			tc.edit(&spec)
+			_, err := FromSpec(spec, Deps{LookupEnv: env, Dir: dir})
+			if tc.err == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("error = %v, want %q", err, tc.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("error shows the passcode: %v", err)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := Backoff{Initial: time.Second, Max: 2 * time.Minute}
+	for failures, base := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 5: 16 * time.Second, 8: 2 * time.Minute, 50: 2 * time.Minute} {
+		for range 20 {
+			d := b.Delay(failures)
+			if d < base*3/4 || d > base*5/4 {
+				t.Fatalf("Delay(%d) = %s, want %s ±25%%", failures, d, base)
+			}
+		}
+	}
+	if d := (Backoff{}).Delay(1); d < 750*time.Millisecond || d > 1250*time.Millisecond {
+		t.Errorf("default first delay %s, want about 1s", d)
+	}
+}
+
+// pipeConn records what is written and reads from a script.
+type pipeConn struct {
+	net.Conn
+	mu      sync.Mutex
+	written bytes.Buffer
+	reads   [][]byte
+}
+
+func (p *pipeConn) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.written.Write(b)
+}
+
+func (p *pipeConn) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.reads) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, p.reads[0])
+	p.reads[0] = p.reads[0][n:]
+	if len(p.reads[0]) == 0 {
+		p.reads = p.reads[1:]
+	}
+	return n, nil
+}
+
+func (p *pipeConn) Close() error { return nil }
+
+func TestWireAddsHeadersToTheRightFrames(t *testing.T) {
+	pc := &pipeConn{}
+	w := newWire(pc)
+	w.addHeader("NACK", "T_1@@s@@7", "requeue", "false")
+	w.addHeader("SUBSCRIBE", "sub-1", "receipt", "tok")
+	frames := []string{
+		"CONNECT\naccept-version:1.2\n\n\x00",
+		"\n",                         // heart-beat
+		"NACK\nid:T_1@@s@@6\n\n\x00", // another message: untouched
+		"SUBSCRIBE\nid:sub-0\ndestination:/q\n\n\x00",
+		"SUBSCRIBE\nid:sub-1\ndestination:/q\n\n\x00",
+		"SEND\ncontent-length:30\n\nNACK\nid:T_1@@s@@7\n\n", // a body chunk split by a large frame…
+		"\x00",
+		"NACK\nid:T_1@@s@@7\n\n\x00",
+		"NACK\nid:T_1@@s@@7\n\n\x00", // added once only
+	}
+	for _, f := range frames {
+		if n, err := w.Write([]byte(f)); err != nil || n != len(f) {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	want := strings.Join([]string{
+		"CONNECT\naccept-version:1.2\n\n\x00", "\n",
+		"NACK\nid:T_1@@s@@6\n\n\x00",
+		"SUBSCRIBE\nid:sub-0\ndestination:/q\n\n\x00",
+		"SUBSCRIBE\nreceipt:tok\nid:sub-1\ndestination:/q\n\n\x00",
+		"SEND\ncontent-length:30\n\nNACK\nid:T_1@@s@@7\n\n", "\x00",
+		"NACK\nrequeue:false\nid:T_1@@s@@7\n\n\x00",
+		"NACK\nid:T_1@@s@@7\n\n\x00",
+	}, "")
+	if got := pc.written.String(); got != want {
+		t.Errorf("wire wrote\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestWireSeesReceiptSplitAcrossReads(t *testing.T) {
+	pc := &pipeConn{reads: [][]byte{[]byte("MESSAGE\n\nbody\x00RECEIPT\nreceipt-id:eventfn-sub"), []byte("scribed-xyz\n\n\x00")}}
+	w := newWire(pc)
+	got := w.expect("eventfn-subscribed-xyz")
+	buf := make([]byte, 7)
+	for {
+		if _, err := w.Read(buf); err != nil {
+			break
+		}
+	}
+	select {
+	case <-got:
+	default:
+		t.Fatal("receipt not seen")
+	}
+	select {
+	case <-w.dead:
+		if !errors.Is(w.err(), io.EOF) {
+			t.Errorf("dead with %v, want EOF", w.err())
+		}
+	default:
+		t.Error("a read error did not mark the wire dead")
+	}
+}
+
+// TestWebSocketStream: frames split across WebSocket messages and several
+// frames in one message read as one byte stream; writes go out as binary
+// messages.
+func TestWebSocketStream(t *testing.T) {
+	received := make(chan []byte, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := websocket.Upgrader{Subprotocols: []string{"v12.stomp"}}
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		_ = ws.WriteMessage(websocket.TextMessage, []byte("CONNEC"))
+		_ = ws.WriteMessage(websocket.TextMessage, []byte("TED\nversion:1.2\n\n\x00MESSAGE\n\na\x00"))
+		_ = ws.WriteMessage(websocket.PingMessage, nil)
+		_ = ws.WriteMessage(websocket.BinaryMessage, []byte("MESSAGE\n\nb\x00"))
+		typ, msg, err := ws.ReadMessage()
+		if err == nil && typ == websocket.BinaryMessage {
+			received <- msg
+		}
+		_ = ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "bye"))
+	}))
+	defer srv.Close()
+	e, err := ParseURL("stomp+ws://" + strings.TrimPrefix(srv.URL, "http://") + "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dialTransport(context.Background(), e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := "CONNECTED\nversion:1.2\n\n\x00MESSAGE\n\na\x00MESSAGE\n\nb\x00"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
+	if _, err := c.Write([]byte("SEND\n\n\xff\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if msg := <-received; string(msg) != "SEND\n\n\xff\x00" {
+		t.Errorf("server got %q", msg)
+	}
+	_, err = c.Read(make([]byte, 1))
+	if err == nil || !strings.Contains(err.Error(), "closed by the server") {
+		t.Errorf("after close: %v", err)
+	}
+}
+
+func TestFIFO(t *testing.T) {
+	q := newFIFO[int]()
+	for i := range 3000 {
+		q.push(i)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	for i := range 3000 {
+		v, ok := q.pop(ctx)
+		if !ok || v != i {
+			t.Fatalf("pop = %d, %v; want %d", v, ok, i)
+		}
+	}
+	cancel()
+	if _, ok := q.pop(ctx); ok {
+		t.Fatal("pop on an empty queue with a cancelled context")
+	}
+}
+
+func TestBrokerErrorClassification(t *testing.T) {
+	refused := &BrokerError{Message: "Bad CONNECT", Detail: "Access refused for user 'x'"}
+	notFound := &BrokerError{Message: "not_found", Detail: "NOT_FOUND - no queue 'q' in vhost 'v'"}
+	if !refused.AccessRefused() || refused.NotFound() {
+		t.Errorf("refused: %v %v", refused.AccessRefused(), refused.NotFound())
+	}
+	if !notFound.NotFound() {
+		t.Error("not found not recognised")
+	}
+}
+
+// TestHeartbeatsAreSent: Dial negotiates heart-beats and eventfn sends them
+// on an otherwise idle connection.
+func TestHeartbeatsAreSent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	beats := make(chan int, 1)
+	connectFrame := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		n, _ := c.Read(buf) // the CONNECT frame
+		connectFrame <- string(buf[:n])
+		_, _ = c.Write([]byte("CONNECTED\nversion:1.2\nheart-beat:100,100\n\n\x00"))
+		count := 0
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, err := c.Read(buf)
+			count += strings.Count(string(buf[:n]), "\n")
+			if err != nil {
+				break
+			}
+		}
+		beats <- count
+	}()
+	e, _ := ParseURL("stomp://" + ln.Addr().String())
+	c, err := Dial(context.Background(), DialOptions{Endpoint: e, VHost: "vh", Login: "u", Passcode: "p", Heartbeat: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cf := <-connectFrame
+	for _, want := range []string{"CONNECT\n", "heart-beat:100,100\n", "host:vh\n", "login:u\n", "accept-version:1.2\n"} {
+		if !strings.Contains(cf, want) {
+			t.Errorf("CONNECT frame lacks %q:\n%q", want, cf)
+		}
+	}
+	if n := <-beats; n < 5 {
+		t.Errorf("%d heart-beats in 1s at 100ms, want about 10", n)
+	}
+}

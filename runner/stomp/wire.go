@@ -1,0 +1,192 @@
+package stomp
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// wire sits between go-stomp and the transport (TCP, TLS or WebSocket). It
+//
+//   - adds headers that go-stomp's API cannot put on a frame: requeue:false
+//     on the NACK that dead-letters a message, and a receipt on the last
+//     SUBSCRIBE of a connection (go-stomp ignores a RECEIPT it did not ask
+//     for, so it never disturbs the subscription);
+//   - watches the incoming bytes for that RECEIPT: the broker has set up
+//     every subscription of the connection;
+//   - records when data last arrived and the first I/O error, so the
+//     session learns of a dead connection without relying on go-stomp's
+//     goroutines.
+//
+// go-stomp flushes exactly one frame per Write (its frames here are far
+// smaller than its 4 KiB buffer, except SEND bodies, which are never
+// rewritten), so a frame to rewrite is always a whole Write that starts at
+// a frame boundary.
+type wire struct {
+	net.Conn
+
+	mu       sync.Mutex
+	boundary bool              // the next Write starts a frame
+	extra    map[string]string // command "\x00" escaped id → header lines to add
+	want     []byte            // receipt token awaited
+	tail     []byte            // last bytes read, for a token split across reads
+	got      chan struct{}     // closed when want is seen
+
+	lastRead atomic.Int64 // unix nanos
+
+	deadOnce sync.Once
+	dead     chan struct{}
+	deadErr  error
+}
+
+func newWire(c net.Conn) *wire {
+	w := &wire{Conn: c, boundary: true, extra: map[string]string{}, dead: make(chan struct{})}
+	w.lastRead.Store(time.Now().UnixNano())
+	return w
+}
+
+// errClosedByUs marks a connection this side closed.
+var errClosedByUs = errors.New("connection closed by eventfn")
+
+// Read implements net.Conn.
+func (w *wire) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if n > 0 {
+		w.lastRead.Store(time.Now().UnixNano())
+		w.mu.Lock()
+		if w.want != nil {
+			buf := append(w.tail, p[:n]...)
+			if bytes.Contains(buf, w.want) {
+				close(w.got)
+				w.want, w.tail = nil, nil
+			} else {
+				keep := min(len(buf), len(w.want)-1)
+				w.tail = append(w.tail[:0:0], buf[len(buf)-keep:]...)
+			}
+		}
+		w.mu.Unlock()
+	}
+	if err != nil {
+		w.kill(err)
+	}
+	return n, err
+}
+
+// Write implements net.Conn.
+func (w *wire) Write(p []byte) (int, error) {
+	out := p
+	w.mu.Lock()
+	if w.boundary && len(w.extra) > 0 {
+		if line, rest, ok := bytes.Cut(p, []byte{'\n'}); ok {
+			cmd := string(bytes.TrimSuffix(line, []byte{'\r'}))
+			if cmd == "NACK" || cmd == "SUBSCRIBE" {
+				key := cmd + "\x00" + headerValue(rest, "id")
+				if add, ok := w.extra[key]; ok {
+					delete(w.extra, key)
+					out = make([]byte, 0, len(p)+len(add))
+					out = append(out, line...)
+					out = append(out, '\n')
+					out = append(out, add...)
+					out = append(out, rest...)
+				}
+			}
+		}
+	}
+	w.boundary = endsFrame(p, w.boundary)
+	w.mu.Unlock()
+	if _, err := w.Conn.Write(out); err != nil {
+		w.kill(err)
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close implements net.Conn.
+func (w *wire) Close() error {
+	w.kill(errClosedByUs)
+	return w.Conn.Close()
+}
+
+// addHeader makes the next frame cmd (NACK or SUBSCRIBE) whose id header
+// is id carry the header key:value.
+func (w *wire) addHeader(cmd, id, key, value string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := cmd + "\x00" + escapeHeader(id)
+	w.extra[k] += escapeHeader(key) + ":" + escapeHeader(value) + "\n"
+}
+
+// forget drops a header added for a frame that will not be sent.
+func (w *wire) forget(cmd, id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.extra, cmd+"\x00"+escapeHeader(id))
+}
+
+// expect returns a channel closed once token has been read.
+func (w *wire) expect(token string) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.want, w.tail, w.got = []byte(token), nil, make(chan struct{})
+	return w.got
+}
+
+// idle returns how long no data has arrived.
+func (w *wire) idle() time.Duration {
+	return time.Since(time.Unix(0, w.lastRead.Load()))
+}
+
+func (w *wire) kill(err error) {
+	w.deadOnce.Do(func() {
+		w.deadErr = err
+		close(w.dead)
+	})
+}
+
+// err returns why the connection died (after dead is closed).
+func (w *wire) err() error {
+	<-w.dead
+	return w.deadErr
+}
+
+// endsFrame reports whether, after writing p, the stream is at a frame
+// boundary: p ends a frame with its NUL, or is a heart-beat (EOLs only)
+// written at a boundary.
+func endsFrame(p []byte, before bool) bool {
+	if len(p) == 0 {
+		return before
+	}
+	if p[len(p)-1] == 0 {
+		return true
+	}
+	if len(bytes.Trim(p, "\r\n")) == 0 {
+		return before
+	}
+	return false
+}
+
+// headerValue returns the (escaped) value of header name in the header
+// block at the start of b, "" when absent.
+func headerValue(b []byte, name string) string {
+	for len(b) > 0 {
+		line, rest, _ := bytes.Cut(b, []byte{'\n'})
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(line) == 0 {
+			return ""
+		}
+		if k, v, ok := bytes.Cut(line, []byte{':'}); ok && string(k) == name {
+			return string(v)
+		}
+		b = rest
+	}
+	return ""
+}
+
+var headerEscaper = strings.NewReplacer("\\", "\\\\", "\r", "\\r", "\n", "\\n", ":", "\\c")
+
+// escapeHeader encodes a header key or value as STOMP 1.2 (and go-stomp) do.
+func escapeHeader(s string) string { return headerEscaper.Replace(s) }
