@@ -216,7 +216,7 @@ func Parse(path string, src []byte, opts Options) (*Ruleset, error) {
 		opts.Lookup = os.LookupEnv
 	}
 	rs := &Ruleset{Files: []string{path}, Vars: map[string]any{}, Env: map[string]any{}, Defaults: DefaultDefaults}
-	l := &loader{file: path}
+	l := &loader{file: path, lookup: opts.Lookup}
 	p := &parser{loader: l, rs: rs, opts: opts, names: map[string]Pos{}}
 	p.parseMain(src, filepath.Dir(path))
 	if len(l.errs) > 0 {

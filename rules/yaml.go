@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -14,6 +13,8 @@ import (
 type loader struct {
 	errs ErrorList
 	file string
+	// lookup reads environment variables for ${VAR} expansion.
+	lookup func(string) (string, bool)
 }
 
 func (l *loader) pos(n *yaml.Node) Pos { return Pos{File: l.file, Line: n.Line, Col: n.Column} }
@@ -129,7 +130,7 @@ func (l *loader) expandEnv(n *yaml.Node) {
 		}
 		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
 			name := m[2 : len(m)-1]
-			v, ok := os.LookupEnv(name)
+			v, ok := l.lookup(name)
 			if !ok {
 				l.errorf(n, "", "environment variable %s is not set", name)
 			}

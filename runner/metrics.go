@@ -13,7 +13,7 @@ type Metrics struct {
 	Received     *prometheus.CounterVec   // source, type
 	Settled      *prometheus.CounterVec   // source, type, fate (acked, dead_lettered, requeued)
 	Rejected     *prometheus.CounterVec   // source, reason
-	Duplicates   *prometheus.CounterVec   // source
+	Duplicates   *prometheus.CounterVec   // source, type
 	Resumed      *prometheus.CounterVec   // source
 	Unmatched    *prometheus.CounterVec   // source, type
 	RuleMatches  *prometheus.CounterVec   // rule
@@ -45,7 +45,7 @@ func NewMetrics() *Metrics {
 		Received:     c("messages_received_total", "Messages received from sources.", "source", "type"),
 		Settled:      c("messages_settled_total", "Messages settled, by fate (acked, dead_lettered, requeued).", "source", "type", "fate"),
 		Rejected:     c("messages_rejected_total", "Messages that could not be decoded, by reason.", "source", "reason"),
-		Duplicates:   c("messages_duplicate_total", "Messages skipped because their id was already handled.", "source"),
+		Duplicates:   c("messages_duplicate_total", "Messages skipped because their id was already handled.", "source", "type"),
 		Resumed:      c("messages_resumed_total", "Messages whose plans resumed after their last completed step.", "source"),
 		Unmatched:    c("messages_unmatched_total", "Messages no rule matched.", "source", "type"),
 		RuleMatches:  c("rule_matches_total", "Plans started, by rule.", "rule"),

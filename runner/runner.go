@@ -276,7 +276,7 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 	}
 	r.m.Received.WithLabelValues(m.Source, ev.Type).Inc()
 	if ev.ID != "" && r.cfg.Journal.Completed(ev.ID) {
-		r.m.Duplicates.WithLabelValues(m.Source).Inc()
+		r.m.Duplicates.WithLabelValues(m.Source, ev.Type).Inc()
 		r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
 		trace.SpanFromContext(work).SetAttributes(AttrDuplicate.Bool(true))
 		r.settle(work, m, ev, "acked", nil)

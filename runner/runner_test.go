@@ -191,7 +191,7 @@ rules:
 	if n := strings.Count(string(b), "x"); n != 1 {
 		t.Errorf("ran %d times, want 1", n)
 	}
-	if got := testCounter(m.Duplicates.WithLabelValues("t")); got != 1 {
+	if got := testCounter(m.Duplicates.WithLabelValues("t", "order")); got != 1 {
 		t.Errorf("duplicate metric = %v", got)
 	}
 }

@@ -281,7 +281,7 @@ test file:
       event_file: events/order-create.json   # or event: {type: ..., payload: ...}
       mocks: {order: {json: {state: executing}}}
       expect:
-        - rule: order-create
+        - rule: order-executing
           steps:
             - {id: account, kind: slurm, params: {args: [add, account, wd_x]}}
 

@@ -63,7 +63,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "eventfn: declarative event runner for Waldur and HPC sites")
 	fmt.Fprintln(w, "\nusage: eventfn COMMAND [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `eventfn COMMAND --help` for a command's flags and an example.")
 }

@@ -188,7 +188,7 @@ func buildSource(spec rules.SourceSpec, d deps) (runner.Source, error) {
 		}
 		return &local.HTTP{SourceName: spec.Name, Addr: addr, Path: path, Limits: d.limits, Logger: d.logger}, nil
 	}
-	return nil, fmt.Errorf("unsupported url %q (want file:, http://)", spec.URL)
+	return nil, fmt.Errorf("unsupported url %q (want file:, http://, stomp://, stomp+ssl://, stomp+ws://, stomp+wss://, mqtt://, mqtts://, mqtt+ws://, mqtt+wss:// or waldur)", spec.URL)
 }
 
 // openJournal opens the de-duplication journal: durable in runner.state_dir

@@ -293,7 +293,7 @@ rules:
 	if c := rec.counts()["o1"]; c != 1 {
 		t.Errorf("the plan ran %d times, want 1", c)
 	}
-	if d := testutil.ToFloat64(m.Duplicates.WithLabelValues("broker")); d != 1 {
+	if d := testutil.ToFloat64(m.Duplicates.WithLabelValues("broker", "order")); d != 1 {
 		t.Errorf("duplicates = %v, want 1", d)
 	}
 	if !strings.Contains(logs.String(), "duplicate message skipped") {
