@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/eventfn/eventfn/waldur"
 )
 
 var waldurSpec = Spec{Keys: []string{"method", "path", "query", "body", "ok_status", "batch"}, Shorthand: "path"}
@@ -228,4 +230,24 @@ func intList(v any) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// WaldurClient adapts the Waldur API client to waldur steps: errors the
+// client does not call retryable (4xx but 429, refused paths) are marked
+// permanent.
+func WaldurClient(c *waldur.Client) WaldurCaller { return waldurClient{c} }
+
+type waldurClient struct{ c *waldur.Client }
+
+func (w waldurClient) Call(ctx context.Context, method, path string, query url.Values, body any) (int, any, error) {
+	resp, err := w.c.Do(ctx, method, path, query, body)
+	status := 0
+	var js any
+	if resp != nil {
+		status, js = resp.Status, resp.JSON
+	}
+	if err != nil && !waldur.Retryable(err) {
+		err = Permanent(err)
+	}
+	return status, js, err
 }

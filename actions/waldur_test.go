@@ -12,22 +12,6 @@ import (
 	"github.com/eventfn/eventfn/waldur/waldurtest"
 )
 
-// clientCaller adapts waldur.Client as cmd/eventfn does.
-type clientCaller struct{ c *waldur.Client }
-
-func (w clientCaller) Call(ctx context.Context, method, path string, query url.Values, body any) (int, any, error) {
-	resp, err := w.c.Do(ctx, method, path, query, body)
-	status := 0
-	var js any
-	if resp != nil {
-		status, js = resp.Status, resp.JSON
-	}
-	if err != nil && !waldur.Retryable(err) {
-		err = Permanent(err)
-	}
-	return status, js, err
-}
-
 func newWaldurAction(t *testing.T) (*Waldur, *waldurtest.Server) {
 	t.Helper()
 	srv := waldurtest.NewServer("test-token")
@@ -36,7 +20,7 @@ func newWaldurAction(t *testing.T) (*Waldur, *waldurtest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Waldur{Client: clientCaller{c}}, srv
+	return &Waldur{Client: WaldurClient(c)}, srv
 }
 
 func TestWaldurAgentCalls(t *testing.T) {

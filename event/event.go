@@ -267,6 +267,26 @@ func ReadAll(r io.Reader, lim Limits) ([]*Event, error) {
 // error) to fn as it is read, so a file source can stream a large file. A
 // non-nil error from fn stops the scan and is returned.
 func Scan(r io.Reader, lim Limits, fn func(*Event, error) error) error {
+	n := 0
+	return ScanRaw(r, func(raw []byte, err error) error {
+		n++
+		if err != nil {
+			return fn(nil, fmt.Errorf("event %d: %w: %v", n, ErrMalformed, err))
+		}
+		ev, err := DecodeEnvelope(raw, lim)
+		if err != nil {
+			err = fmt.Errorf("event %d: %w", n, err)
+		}
+		return fn(ev, err)
+	})
+}
+
+// ScanRaw splits r into raw JSON values, streaming: the elements of a
+// top-level array, or a sequence of values (one object, or JSON Lines).
+// fn gets each value, or the error that stops the stream (after which
+// nothing more can be read). A non-nil error from fn stops the scan and is
+// returned.
+func ScanRaw(r io.Reader, fn func(raw []byte, err error) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	first, err := peekNonSpace(br)
 	if err == io.EOF {
@@ -275,38 +295,27 @@ func Scan(r io.Reader, lim Limits, fn func(*Event, error) error) error {
 	if err != nil {
 		return err
 	}
-	if first == '[' {
-		lim = lim.withDefaults()
-		var raw []json.RawMessage
-		if err := json.NewDecoder(br).Decode(&raw); err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-		for i, m := range raw {
-			ev, err := DecodeEnvelope(m, lim)
-			if err != nil {
-				err = fmt.Errorf("element %d: %w", i+1, err)
-			}
-			if err := fn(ev, err); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// One object, possibly spanning lines, or JSON Lines: a streaming decoder
-	// handles both, one value at a time.
 	dec := json.NewDecoder(br)
-	for n := 1; ; n++ {
-		var m json.RawMessage
-		if err := dec.Decode(&m); err == io.EOF {
+	inArray := first == '['
+	if inArray {
+		if _, err := dec.Token(); err != nil {
+			return fn(nil, err)
+		}
+	}
+	for {
+		if inArray && !dec.More() {
+			if _, err := dec.Token(); err != nil {
+				return fn(nil, err)
+			}
+			return nil
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err == io.EOF && !inArray {
 			return nil
 		} else if err != nil {
-			return fn(nil, fmt.Errorf("event %d: %w: %v", n, ErrMalformed, err))
+			return fn(nil, err)
 		}
-		ev, err := DecodeEnvelope(m, lim)
-		if err != nil {
-			err = fmt.Errorf("event %d: %w", n, err)
-		}
-		if err := fn(ev, err); err != nil {
+		if err := fn(raw, nil); err != nil {
 			return err
 		}
 	}

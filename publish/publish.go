@@ -10,7 +10,6 @@
 package publish
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -24,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -115,30 +115,16 @@ type Event struct {
 // without "payload" is taken as a bare payload whose type is defaultType.
 // A non-empty defaultType also overrides the envelopes' types.
 func ReadEvents(r io.Reader, defaultType string) ([]Event, error) {
-	br := bufio.NewReader(r)
-	first, err := peekNonSpace(br)
-	if err == io.EOF {
-		return nil, nil
-	}
+	var raws []json.RawMessage
+	err := event.ScanRaw(r, func(raw []byte, err error) error {
+		if err != nil {
+			return fmt.Errorf("event %d: malformed JSON: %w", len(raws)+1, err)
+		}
+		raws = append(raws, raw)
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	dec := json.NewDecoder(br)
-	var raws []json.RawMessage
-	if first == '[' {
-		if err := dec.Decode(&raws); err != nil {
-			return nil, fmt.Errorf("malformed JSON array: %w", err)
-		}
-	} else {
-		for {
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err == io.EOF {
-				break
-			} else if err != nil {
-				return nil, fmt.Errorf("event %d: malformed JSON: %w", len(raws)+1, err)
-			}
-			raws = append(raws, raw)
-		}
 	}
 	events := make([]Event, 0, len(raws))
 	for i, raw := range raws {
@@ -174,21 +160,6 @@ func ReadEvents(r io.Reader, defaultType string) ([]Event, error) {
 		events = append(events, ev)
 	}
 	return events, nil
-}
-
-func peekNonSpace(br *bufio.Reader) (byte, error) {
-	for {
-		b, err := br.Peek(1)
-		if err != nil {
-			return 0, err
-		}
-		switch b[0] {
-		case ' ', '\t', '\r', '\n':
-			_, _ = br.ReadByte()
-		default:
-			return b[0], nil
-		}
-	}
 }
 
 // Header names set by WaldurMessage.

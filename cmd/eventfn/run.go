@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/event"
+	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/journal"
@@ -216,30 +216,13 @@ func openJournal(spec rules.RunnerSpec, dir string, logger *slog.Logger) (runner
 	return j, nil
 }
 
-// waldurCaller adapts the Waldur client to the waldur action: errors the
-// client does not call retryable are marked permanent.
-type waldurCaller struct{ c *waldur.Client }
-
-func (w waldurCaller) Call(ctx context.Context, method, path string, query url.Values, body any) (int, any, error) {
-	resp, err := w.c.Do(ctx, method, path, query, body)
-	status := 0
-	var js any
-	if resp != nil {
-		status, js = resp.Status, resp.JSON
-	}
-	if err != nil && !waldur.Retryable(err) {
-		err = actions.Permanent(err)
-	}
-	return status, js, err
-}
-
 // newWaldurCaller builds the Waldur client from the waldur: section, or
 // returns nil when it is not configured.
 func newWaldurCaller(spec rules.WaldurSpec) (actions.WaldurCaller, error) {
 	if spec.APIURL == "" {
 		return nil, nil
 	}
-	token, err := readSecret(spec.TokenFile, spec.TokenEnv)
+	token, err := creds.Secret(spec.TokenFile, spec.TokenEnv, nil)
 	if err != nil {
 		return nil, fmt.Errorf("waldur: %w", err)
 	}
@@ -247,25 +230,5 @@ func newWaldurCaller(spec rules.WaldurSpec) (actions.WaldurCaller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("waldur: %w", err)
 	}
-	return waldurCaller{c}, nil
-}
-
-// readSecret reads a secret from a file (trailing newline dropped) or an
-// environment variable; exactly one should be given.
-func readSecret(file, env string) (string, error) {
-	switch {
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	case env != "":
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return "", fmt.Errorf("environment variable %s is not set", env)
-		}
-		return v, nil
-	}
-	return "", errors.New("no secret given: set a *_file or *_env")
+	return actions.WaldurClient(c), nil
 }

@@ -317,23 +317,6 @@ func writeJSON(rw http.ResponseWriter, status int, v any) {
 	}
 }
 
-// waldurCaller adapts the Waldur client to the waldur action, as
-// cmd/eventfn does: errors the client does not call retryable are permanent.
-type waldurCaller struct{ c *waldur.Client }
-
-func (w waldurCaller) Call(ctx context.Context, method, path string, query url.Values, body any) (int, any, error) {
-	resp, err := w.c.Do(ctx, method, path, query, body)
-	status := 0
-	var js any
-	if resp != nil {
-		status, js = resp.Status, resp.JSON
-	}
-	if err != nil && !waldur.Retryable(err) {
-		err = actions.Permanent(err)
-	}
-	return status, js, err
-}
-
 // --- the site under test ---
 
 // site is the SLURM site's rules running against the test slurmdbd and a
@@ -443,7 +426,7 @@ func newSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	reg := actions.Standard(actions.Options{Logger: logger, Slurm: rs.Slurm, Waldur: waldurCaller{client}})
+	reg := actions.Standard(actions.Options{Logger: logger, Slurm: rs.Slurm, Waldur: actions.WaldurClient(client)})
 	s.runner = runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Concurrency: 4})
 	return s
 }

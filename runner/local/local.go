@@ -3,10 +3,7 @@
 package local
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,7 +68,7 @@ func (f *File) Run(ctx context.Context, deliver runner.Deliver) error {
 		}
 	}
 	n := 0
-	return scanRaw(r, func(raw []byte, err error) error {
+	return event.ScanRaw(r, func(raw []byte, err error) error {
 		n++
 		if err != nil { // a stream that cannot be parsed further: report it as one rejected message
 			raw = []byte(err.Error())
@@ -89,61 +86,6 @@ func (f *File) Run(ctx context.Context, deliver runner.Deliver) error {
 		}
 		return ctx.Err()
 	})
-}
-
-// scanRaw splits r into raw JSON values: the elements of a top-level array,
-// or a sequence of values (one object, or JSON Lines).
-func scanRaw(r io.Reader, fn func([]byte, error) error) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	dec := json.NewDecoder(br)
-	first := true
-	inArray := false
-	for {
-		if first {
-			first = false
-			b, err := peekNonSpace(br)
-			if err == io.EOF {
-				return nil
-			} else if err != nil {
-				return err
-			}
-			if b == '[' {
-				if _, err := dec.Token(); err != nil {
-					return fn(nil, err)
-				}
-				inArray = true
-			}
-		}
-		if inArray && !dec.More() {
-			_, err := dec.Token()
-			if err != nil {
-				return fn(nil, err)
-			}
-			return nil
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fn(nil, fmt.Errorf("malformed JSON: %w", err))
-		}
-		if err := fn(raw, nil); err != nil {
-			return err
-		}
-	}
-}
-
-func peekNonSpace(br *bufio.Reader) (byte, error) {
-	for {
-		b, err := br.Peek(1)
-		if err != nil {
-			return 0, err
-		}
-		if !bytes.ContainsAny(b, " \t\r\n") {
-			return b[0], nil
-		}
-		_, _ = br.ReadByte()
-	}
 }
 
 // follower reads a growing file: at EOF it waits and tries again until its

@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 )
@@ -61,7 +61,7 @@ func FromSpec(spec rules.SourceSpec, d Deps) (*Source, error) {
 		return nil, errors.New("mqtt: prefetch is set on the broker for MQTT (RabbitMQ mqtt.prefetch, Mosquitto max_inflight_messages), not per source")
 	}
 	if spec.PasscodeFile != "" || spec.PasscodeEnv != "" {
-		p, err := readPasscode(spec.PasscodeFile, spec.PasscodeEnv)
+		p, err := creds.Secret(spec.PasscodeFile, spec.PasscodeEnv, nil)
 		if err != nil {
 			return nil, fmt.Errorf("mqtt: passcode: %w", err)
 		}
@@ -112,56 +112,13 @@ func DefaultClientID(name, host string) string {
 	}, "eventfn-"+name+"-"+host)
 }
 
-// readPasscode reads a secret from a file (trailing newline dropped) or an
-// environment variable.
-func readPasscode(file, env string) (string, error) {
-	switch {
-	case file != "" && env != "":
-		return "", errors.New("set passcode_file or passcode_env, not both")
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	default:
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return "", fmt.Errorf("environment variable %s is not set", env)
-		}
-		return v, nil
-	}
-}
-
 // TLSConfig builds a client TLS configuration: verification on unless
 // insecure_skip_verify, the system roots plus ca_file, a client
 // certificate when cert_file and key_file are given.
 func TLSConfig(spec rules.TLSSpec) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: spec.ServerName,
-		InsecureSkipVerify: spec.InsecureSkipVerify} //nolint:gosec // opt-in, warned about
-	if spec.CAFile != "" {
-		pem, err := os.ReadFile(spec.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt: tls ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt: tls ca_file %s: no PEM certificate in it", spec.CAFile)
-		}
-		c.RootCAs = pool
-	}
-	if (spec.CertFile == "") != (spec.KeyFile == "") {
-		return nil, errors.New("mqtt: tls: cert_file and key_file go together")
-	}
-	if spec.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(spec.CertFile, spec.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt: tls client certificate: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
+	c, err := creds.TLS(spec, "")
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	return c, nil
 }

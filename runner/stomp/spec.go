@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 )
@@ -171,33 +172,10 @@ func dialFromSpec(spec rules.SourceSpec, e Endpoint, d Deps) (DialOptions, error
 	return o, nil
 }
 
-// ReadSecret reads a secret from a file (trailing newlines dropped) or an
-// environment variable. Exactly one of file and env must be given.
+// ReadSecret reads a secret from a file or an environment variable; see
+// creds.Secret.
 func ReadSecret(file, env string, lookup func(string) (string, bool)) (string, error) {
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
-	switch {
-	case file != "" && env != "":
-		return "", errors.New("give either a file or an environment variable, not both")
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", err
-		}
-		s := strings.TrimRight(string(b), "\r\n")
-		if s == "" {
-			return "", fmt.Errorf("%s is empty", file)
-		}
-		return s, nil
-	case env != "":
-		v, ok := lookup(env)
-		if !ok || v == "" {
-			return "", fmt.Errorf("environment variable %s is not set", env)
-		}
-		return v, nil
-	}
-	return "", errors.New("no secret given")
+	return creds.Secret(file, env, lookup)
 }
 
 func (d Deps) tlsOptions(t rules.TLSSpec) TLSOptions {

@@ -3,17 +3,18 @@ package stomp
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/eventfn/eventfn/internal/creds"
+	"github.com/eventfn/eventfn/rules"
 )
 
 // URL schemes of the STOMP transports.
@@ -150,32 +151,8 @@ type TLSOptions struct {
 
 // Config builds the tls.Config for a server at host.
 func (o TLSOptions) Config(host string) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // opt-in, documented as tests only
-	if o.ServerName != "" {
-		c.ServerName = o.ServerName
-	}
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls ca_file %s: no PEM certificate found", o.CAFile)
-		}
-		c.RootCAs = pool
-	}
-	if (o.CertFile == "") != (o.KeyFile == "") {
-		return nil, errors.New("tls: cert_file and key_file go together")
-	}
-	if o.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls client certificate: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
+	return creds.TLS(rules.TLSSpec{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+		ServerName: o.ServerName, InsecureSkipVerify: o.InsecureSkipVerify}, host)
 }
 
 // wsSubprotocols are the STOMP WebSocket subprotocols offered to the server.
