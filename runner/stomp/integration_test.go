@@ -425,12 +425,16 @@ func TestHeartbeatsKeepAnIdleConnection(t *testing.T) {
 
 // TestPrefetchBoundsUnacknowledged: while the runner is busy the broker
 // holds the backlog; at most prefetch messages are out unacknowledged.
+// RabbitMQ's management API samples queue depths (every 5 s by default), so
+// the test polls it: every sample must show at most prefetch unacknowledged,
+// and one must show the backlog still in the queue. A slow action (1 s per
+// message, one at a time) keeps the backlog there for 20 s.
 func TestPrefetchBoundsUnacknowledged(t *testing.T) {
 	s := newSite(t, waldur.TypeOrder)
 	q := s.queues[waldur.TypeOrder]
 	logger, _ := newLogger(t)
 	rec := newRecorder()
-	rec.delay = 300 * time.Millisecond
+	rec.delay = time.Second
 	reg := registry(logger, rec)
 	rs := parseRules(t, reg, "version: 1\nrules:\n  - {name: r, on: order, steps: [{record: '{{ payload.n }}'}]}\n")
 	for i := range 20 {
@@ -445,8 +449,17 @@ func TestPrefetchBoundsUnacknowledged(t *testing.T) {
 	}
 	startRunner(t, runner.Config{Rules: rs, Actions: reg, Sources: []runner.Source{src}, Logger: logger, Metrics: m, Concurrency: 1})
 	<-rec.started
-	ready, unacked := s.b.Depth(s.vhost, q)
-	if unacked > 3 || ready < 14 {
-		t.Errorf("ready %d, unacknowledged %d; want at most 3 out (prefetch) and the rest in the queue", ready, unacked)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		ready, unacked := s.b.Depth(s.vhost, q)
+		if unacked > 3 {
+			t.Fatalf("ready %d, unacknowledged %d: more than prefetch (3) out", ready, unacked)
+		}
+		if unacked > 0 && ready >= 10 {
+			return // the broker holds the backlog
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ready %d, unacknowledged %d: never saw the backlog held in the queue", ready, unacked)
+		}
+		time.Sleep(250 * time.Millisecond) // polling the broker's sampled statistics
 	}
 }
