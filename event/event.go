@@ -95,6 +95,9 @@ func DecodePayload(body []byte, typ, typeField string, lim Limits) (*Event, erro
 	if typ == "" {
 		return nil, fmt.Errorf("%w: no type from the source and no %q field", ErrMissingType, typeField)
 	}
+	if !utf8.ValidString(typ) { // a topic segment: it labels metrics, which must be UTF-8
+		return nil, fmt.Errorf("%w: event type %q from the source", ErrInvalidUTF8, typ)
+	}
 	return &Event{Type: typ, Payload: obj}, nil
 }
 

@@ -47,6 +47,17 @@ func TestDecodeTypeSources(t *testing.T) {
 	}
 }
 
+// TestDecodeRefusesATypeThatIsNotUTF8: a type from the transport (an MQTT
+// topic's segment) that is not UTF-8 is refused; it used to reach the
+// metrics as a label value and panic the runner (found by the sources'
+// FuzzMessageToEvent).
+func TestDecodeRefusesATypeThatIsNotUTF8(t *testing.T) {
+	_, err := DecodePayload([]byte(`{}`), "order\xd3", "", Limits{})
+	if !errors.Is(err, ErrInvalidUTF8) || Reason(err) != "invalid_utf8" {
+		t.Errorf("err = %v, want %v", err, ErrInvalidUTF8)
+	}
+}
+
 func TestReadAllForms(t *testing.T) {
 	for in, n := range map[string]int{
 		`{"type":"a"}`:                       1,

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -71,10 +72,32 @@ func (p *stompPublisher) Publish(ctx context.Context, m Message) error {
 	if p.n%p.every == 0 {
 		opts = append(opts, gostomp.SendOpt.Receipt)
 	}
-	if err := p.c.Send(m.Destination, contentType, m.Body, opts...); err != nil {
-		return fmt.Errorf("send: %w", stomp.AsBrokerError(err))
+	// go-stomp can wait for a receipt until its own timeout (2 minutes)
+	// after the broker closed the connection (when the ERROR frame comes in
+	// while the SEND is still queued), so the wait ends with ctx or with
+	// the transport too.
+	done := make(chan error, 1)
+	go func() { done <- p.c.Send(m.Destination, contentType, m.Body, opts...) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("send: %w", stomp.AsBrokerError(err))
+		}
+		return nil
+	case <-p.c.Dead():
+		select {
+		case err := <-done: // the send may have completed just before
+			if err == nil {
+				return nil
+			}
+		default:
+		}
+		_ = p.c.Close()
+		return errors.New("send: the connection was closed before the broker confirmed the message")
+	case <-ctx.Done():
+		_ = p.c.Close()
+		return fmt.Errorf("send: %w", ctx.Err())
 	}
-	return nil
 }
 
 // Close implements Publisher: DISCONNECT and wait for its receipt, which

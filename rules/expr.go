@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -17,6 +18,10 @@ type Expr struct {
 	program *vm.Program
 	// steps are the step ids the expression reads (steps.<id>).
 	steps []string
+	// vms holds idle VMs for program: expr.Run allocates a VM and its
+	// stack on every run, and a rule's when runs for every event of its
+	// type. Pooled per expression, a VM's buffers fit its program.
+	vms sync.Pool
 }
 
 // compileEnv is the shape of the expression environment, for type checks.
@@ -112,9 +117,17 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps}, nil
 }
 
-// Eval runs the expression over env.
+// Eval runs the expression over env. It may run concurrently.
 func (e *Expr) Eval(env map[string]any) (any, error) {
-	v, err := expr.Run(e.program, env)
+	m, _ := e.vms.Get().(*vm.VM)
+	if m == nil {
+		m = &vm.VM{}
+	}
+	v, err := m.Run(e.program, env)
+	// Drop references to env's values (the payload) before pooling.
+	clear(m.Stack[:cap(m.Stack)])
+	clear(m.Variables)
+	e.vms.Put(m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s", e.Src, oneLine(err.Error()))
 	}

@@ -722,11 +722,30 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
+// index builds, once per load, the list of rules each event type sees:
+// its own rules and the "*" rules, in file order, each rule once. Matching
+// an event then never looks at the rules of other types.
 func (rs *Ruleset) index() {
 	rs.byType = map[string][]*Rule{}
 	for _, r := range rs.Rules {
 		for _, t := range r.On {
-			rs.byType[t] = append(rs.byType[t], r)
+			rs.byType[t] = nil
+		}
+	}
+	add := func(t string, r *Rule) {
+		if list := rs.byType[t]; len(list) == 0 || list[len(list)-1] != r {
+			rs.byType[t] = append(list, r)
+		}
+	}
+	for _, r := range rs.Rules {
+		if slices.Contains(r.On, "*") {
+			for t := range rs.byType {
+				add(t, r)
+			}
+			continue
+		}
+		for _, t := range r.On {
+			add(t, r)
 		}
 	}
 }

@@ -53,34 +53,10 @@ func (rs *Ruleset) Environment(ev *event.Event, secrets map[string]any) map[stri
 
 // RulesFor returns the rules that see events of type t, in file order.
 func (rs *Ruleset) RulesFor(t string) []*Rule {
-	own, all := rs.byType[t], rs.byType["*"]
-	if len(all) == 0 {
-		return own
+	if list, ok := rs.byType[t]; ok {
+		return list
 	}
-	if len(own) == 0 {
-		return all
-	}
-	out := make([]*Rule, 0, len(own)+len(all))
-	i, j := 0, 0
-	for i < len(own) || j < len(all) { // keep file order across both lists
-		if j >= len(all) || (i < len(own) && rs.order(own[i]) < rs.order(all[j])) {
-			out = append(out, own[i])
-			i++
-		} else {
-			out = append(out, all[j])
-			j++
-		}
-	}
-	return out
-}
-
-func (rs *Ruleset) order(r *Rule) int {
-	for i, x := range rs.Rules {
-		if x == r {
-			return i
-		}
-	}
-	return -1
+	return rs.byType["*"]
 }
 
 // Match returns the plans of the rules whose condition holds for ev, and the

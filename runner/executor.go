@@ -189,4 +189,8 @@ func (x *Executor) onFailure(ctx context.Context, plan rules.Plan, env map[strin
 // errInterrupted marks a message whose handling stopped with the runner.
 var errInterrupted = errors.New("interrupted by shutdown")
 
+// errDeadLetteredBefore is the reason given when a message that was
+// dead-lettered comes back (see FateJournal).
+var errDeadLetteredBefore = errors.New("dead-lettered before; its dead-lettering did not reach the broker")
+
 var _ = time.Second

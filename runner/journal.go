@@ -20,6 +20,31 @@ type Journal interface {
 	Close() error
 }
 
+// FateJournal is a Journal that also remembers how each handled message was
+// settled. The runner needs it for dead-lettered messages: it records a
+// message as handled before the broker hears of its fate, so when the
+// dead-lettering does not reach the broker (the connection closed, or
+// eventfn died, in between) the broker redelivers the message, and a
+// journal that only knew "handled" would have it acknowledged as a
+// duplicate: lost, in neither queue. With its fate known, the copy is
+// dead-lettered again.
+type FateJournal interface {
+	Journal
+	// CompleteFate is Complete that also records fate (FateAcked,
+	// FateDeadLettered).
+	CompleteFate(id, fate string) error
+	// Fate returns the fate recorded for a handled message, FateAcked when
+	// none was.
+	Fate(id string) string
+}
+
+// Fates of handled messages, as the runner settles them (and as the fate
+// label of eventfn_messages_settled_total).
+const (
+	FateAcked        = "acked"
+	FateDeadLettered = "dead_lettered"
+)
+
 // MemoryJournal is a Journal in memory, bounded by age and entry count. It
 // de-duplicates within one process lifetime only.
 type MemoryJournal struct {
@@ -27,6 +52,7 @@ type MemoryJournal struct {
 	maxAge     time.Duration
 	maxEntries int
 	done       map[string]time.Time
+	fates      map[string]string // ids whose fate is not FateAcked
 	order      []string
 	steps      map[string]map[int]actions.Result // id + "\x00" + rule → step → result
 	now        func() time.Time
@@ -42,7 +68,7 @@ func NewMemoryJournal(maxAge time.Duration, maxEntries int) *MemoryJournal {
 		maxEntries = 100_000
 	}
 	return &MemoryJournal{maxAge: maxAge, maxEntries: maxEntries, done: map[string]time.Time{},
-		steps: map[string]map[int]actions.Result{}, now: time.Now}
+		fates: map[string]string{}, steps: map[string]map[int]actions.Result{}, now: time.Now}
 }
 
 // Completed implements Journal.
@@ -59,9 +85,17 @@ func (j *MemoryJournal) Progress(id, rule string) Progress {
 }
 
 // Complete implements Journal.
-func (j *MemoryJournal) Complete(id string) error {
+func (j *MemoryJournal) Complete(id string) error { return j.CompleteFate(id, FateAcked) }
+
+// CompleteFate implements FateJournal.
+func (j *MemoryJournal) CompleteFate(id, fate string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if fate == FateAcked {
+		delete(j.fates, id)
+	} else {
+		j.fates[id] = fate
+	}
 	for k := range j.steps {
 		if len(k) > len(id) && k[:len(id)] == id && k[len(id)] == 0 {
 			delete(j.steps, k)
@@ -73,9 +107,20 @@ func (j *MemoryJournal) Complete(id string) error {
 	j.done[id] = j.now()
 	for len(j.order) > j.maxEntries {
 		delete(j.done, j.order[0])
+		delete(j.fates, j.order[0])
 		j.order = j.order[1:]
 	}
 	return nil
+}
+
+// Fate implements FateJournal.
+func (j *MemoryJournal) Fate(id string) string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if f, ok := j.fates[id]; ok {
+		return f
+	}
+	return FateAcked
 }
 
 // Close implements Journal.

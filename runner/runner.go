@@ -277,8 +277,16 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 	r.m.Received.WithLabelValues(m.Source, ev.Type).Inc()
 	if ev.ID != "" && r.cfg.Journal.Completed(ev.ID) {
 		r.m.Duplicates.WithLabelValues(m.Source, ev.Type).Inc()
-		r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
 		trace.SpanFromContext(work).SetAttributes(AttrDuplicate.Bool(true))
+		if fj, ok := r.cfg.Journal.(FateJournal); ok && m.DeadLetterOnFailure && fj.Fate(ev.ID) == FateDeadLettered {
+			// Back after being dead-lettered: the dead-lettering did not
+			// reach the broker. Acknowledging it would lose it.
+			r.log.Warn("message dead-lettered before is back (its dead-lettering did not reach the broker): dead-lettering it again",
+				"source", m.Source, "id", ev.ID, "type", ev.Type)
+			r.settle(work, m, ev, FateDeadLettered, errDeadLetteredBefore)
+			return nil
+		}
+		r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
 		r.settle(work, m, ev, "acked", nil)
 		return nil
 	}
@@ -379,11 +387,18 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 			fate = "dead_lettered"
 		}
 	}
-	// The journal records the message as handled before the broker hears
-	// of it: a redelivery (after a lost ack, or a quick resend) is then
-	// recognised as a duplicate and not run again.
+	// The journal records the message as handled, with its fate, before
+	// the broker hears of it: a redelivery (after a lost ack, or a quick
+	// resend) is then recognised as a duplicate and not run again, and a
+	// dead-lettered one is dead-lettered again (see FateJournal).
 	if fate != "requeued" && ev != nil && ev.ID != "" {
-		if jerr := r.cfg.Journal.Complete(ev.ID); jerr != nil {
+		var jerr error
+		if fj, ok := r.cfg.Journal.(FateJournal); ok {
+			jerr = fj.CompleteFate(ev.ID, fate)
+		} else {
+			jerr = r.cfg.Journal.Complete(ev.ID)
+		}
+		if jerr != nil {
 			r.log.Error("journal write failed", "id", ev.ID, "error", jerr)
 		}
 	}

@@ -3,7 +3,8 @@
 # brings up every service the integration tests talk to (RabbitMQ with its
 # STOMP/MQTT/Web plugins, Mosquitto, a private SLURM accounting stack; see
 # scripts/test-env.sh), then vets and runs every Go test with the race
-# detector, then runs each fuzz target briefly.
+# detector, then a 2-minute soak and chaos test (scripts/soak.sh), then
+# runs each fuzz target briefly.
 #
 #   bash scripts/test.sh              # everything
 #   COUNT=3 bash scripts/test.sh      # each test three times
@@ -32,9 +33,13 @@ fi
 
 echo "== go vet"
 go vet ./...
+go vet -tags soak ./internal/soak
 
 echo "== go test -race -count=$COUNT"
 go test -race -count="$COUNT" -timeout 30m ./...
+
+echo "== soak and chaos test (2 minutes; scripts/soak.sh)"
+SOAK_NO_ENV=1 SOAK_DURATION=2m bash scripts/soak.sh
 
 echo "== fuzzing ($FUZZTIME per target)"
 # Every FuzzXxx function, run alone for a short time.

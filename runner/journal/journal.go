@@ -44,6 +44,7 @@ var (
 	bucketDone   = []byte("done")         // id → completion time (8 bytes, unix nanos, big endian)
 	bucketByTime = []byte("done_by_time") // time (8 bytes) + id → nothing: completion order, for pruning
 	bucketSteps  = []byte("steps")        // id 0x00 rule 0x00 step (4 bytes) → stepRecord JSON
+	bucketFate   = []byte("fate")         // id → fate, for completed ids whose fate is not "acked"
 	bucketMeta   = []byte("meta")
 )
 
@@ -84,7 +85,7 @@ type Journal struct {
 	closeOnce sync.Once
 }
 
-var _ runner.Journal = (*Journal)(nil)
+var _ runner.FateJournal = (*Journal)(nil)
 
 // Open opens (creating if needed) the journal at dir/eventfn.db. dir is
 // created with mode 0700 when missing. Another process holding the file
@@ -125,7 +126,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	// Steps and completions of concurrent plans share one fsync.
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketDone, bucketByTime, bucketSteps, bucketMeta} {
+		for _, b := range [][]byte{bucketDone, bucketByTime, bucketSteps, bucketFate, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -172,10 +173,36 @@ func (j *Journal) Progress(id, rule string) runner.Progress {
 
 // Complete implements runner.Journal: the message is marked handled and its
 // step records are dropped.
-func (j *Journal) Complete(id string) error {
+func (j *Journal) Complete(id string) error { return j.CompleteFate(id, runner.FateAcked) }
+
+// Fate implements runner.FateJournal.
+func (j *Journal) Fate(id string) string {
+	fate := runner.FateAcked
+	err := j.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketFate).Get([]byte(id)); v != nil {
+			fate = string(v)
+		}
+		return nil
+	})
+	if err != nil {
+		j.log.Error("journal read failed", "id", id, "error", err)
+	}
+	return fate
+}
+
+// CompleteFate implements runner.FateJournal: Complete, and the fate is
+// remembered as long as the completion.
+func (j *Journal) CompleteFate(id, fate string) error {
 	now := j.opts.Now()
 	err := j.db.Batch(func(tx *bolt.Tx) error {
 		done, byTime := tx.Bucket(bucketDone), tx.Bucket(bucketByTime)
+		if fate == runner.FateAcked {
+			if err := tx.Bucket(bucketFate).Delete([]byte(id)); err != nil {
+				return err
+			}
+		} else if err := tx.Bucket(bucketFate).Put([]byte(id), []byte(fate)); err != nil {
+			return err
+		}
 		if old := done.Get([]byte(id)); len(old) == 8 {
 			if err := byTime.Delete(timeKey(binary.BigEndian.Uint64(old), id)); err != nil {
 				return err
@@ -251,6 +278,9 @@ func (j *Journal) Prune() (int, error) {
 			id := k[8:]
 			if v := done.Get(id); v != nil && bytes.Equal(v, k[:8]) {
 				if err := done.Delete(id); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketFate).Delete(id); err != nil {
 					return err
 				}
 			}

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/runner"
 )
 
 type clock struct {
@@ -237,5 +240,63 @@ func TestLockedByAnotherProcessIsAClearError(t *testing.T) {
 	_, err := Open(dir, Options{LockTimeout: 100 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "locked") {
 		t.Fatalf("second Open: %v, want a 'locked' error", err)
+	}
+}
+
+// TestFateSurvivesReopenAndPrune: the journal remembers that a message was
+// dead-lettered (so that a copy the broker redelivers, because the
+// dead-lettering never reached it, is dead-lettered again rather than
+// acknowledged as a duplicate and lost), across a restart, until the
+// completion itself is pruned; completing it as acked forgets it.
+func TestFateSurvivesReopenAndPrune(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	dir := t.TempDir()
+	j := open(t, dir, Options{MaxAge: time.Hour, Now: c.Now})
+	if err := j.CompleteFate("dl", runner.FateDeadLettered); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.CompleteFate("ok", runner.FateAcked); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Fate("never"); got != runner.FateAcked {
+		t.Errorf("Fate of an unknown id = %q, want %q", got, runner.FateAcked)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	j = open(t, dir, Options{MaxAge: time.Hour, Now: c.Now})
+	if !j.Completed("dl") || j.Fate("dl") != runner.FateDeadLettered {
+		t.Fatalf("after reopen: completed %v, fate %q; want true, %q", j.Completed("dl"), j.Fate("dl"), runner.FateDeadLettered)
+	}
+	if j.Fate("ok") != runner.FateAcked {
+		t.Errorf("fate of ok = %q", j.Fate("ok"))
+	}
+	if err := j.Complete("ok"); err != nil { // plain Complete: acked
+		t.Fatal(err)
+	}
+	if err := j.CompleteFate("flip", runner.FateDeadLettered); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.CompleteFate("flip", runner.FateAcked); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Fate("flip"); got != runner.FateAcked {
+		t.Errorf("re-completed as acked: fate %q", got)
+	}
+
+	c.Add(2 * time.Hour)
+	if _, err := j.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if j.Completed("dl") || j.Fate("dl") != runner.FateAcked {
+		t.Errorf("after pruning: completed %v, fate %q; the fate must go with the completion", j.Completed("dl"), j.Fate("dl"))
+	}
+	var left int
+	if err := j.db.View(func(tx *bolt.Tx) error { left = tx.Bucket(bucketFate).Stats().KeyN; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d fates left after pruning every completion", left)
 	}
 }

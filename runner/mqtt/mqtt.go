@@ -547,6 +547,20 @@ func (s *Source) hand(ctx context.Context, deliver runner.Deliver, in inbound) {
 	s.pending++
 	s.mu.Unlock()
 
+	m := s.message(topic, body, key, in.msg.Duplicate())
+	m.Received, m.Settler = in.received, d
+	if err := deliver(ctx, m); err != nil {
+		// The runner is stopping and did not take the message; it stays
+		// unacknowledged for the broker to send again.
+		s.log.Debug("mqtt message not taken: runner stopping", "topic", topic, "error", err)
+		d.finish()
+	}
+}
+
+// message is the runner.Message (without its settler and time) of a
+// publish on topic, key being its waldur.MessageID. It is pure, so that the
+// path from publish to event can be fuzzed (FuzzMessageToEvent).
+func (s *Source) message(topic string, body []byte, key string, dup bool) *runner.Message {
 	m := &runner.Message{
 		Source:              s.cfg.Name,
 		Destination:         topic,
@@ -555,10 +569,8 @@ func (s *Source) hand(ctx context.Context, deliver runner.Deliver, in inbound) {
 		Type:                s.cfg.Type,
 		TypeField:           s.cfg.TypeField,
 		DeadLetterOnFailure: s.cfg.DeadLetterOnFailure,
-		Received:            in.received,
-		Settler:             d,
 	}
-	if in.msg.Duplicate() {
+	if dup {
 		m.Headers["mqtt-dup"] = "true"
 	}
 	if m.Type == "" && m.TypeField == "" {
@@ -568,12 +580,7 @@ func (s *Source) hand(ctx context.Context, deliver runner.Deliver, in inbound) {
 		m.ID = key
 		m.Headers["x-message-id"] = key
 	}
-	if err := deliver(ctx, m); err != nil {
-		// The runner is stopping and did not take the message; it stays
-		// unacknowledged for the broker to send again.
-		s.log.Debug("mqtt message not taken: runner stopping", "topic", topic, "error", err)
-		d.finish()
-	}
+	return m
 }
 
 // drain waits until the runner has settled every delivered message, or

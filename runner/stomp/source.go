@@ -36,6 +36,7 @@ import (
 	"time"
 
 	gostomp "github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/waldur"
@@ -373,7 +374,16 @@ func (s *Source) drain() {
 
 // message turns a received STOMP message into a runner.Message.
 func (s *Source) message(r *received) *runner.Message {
-	h := r.msg.Header
+	m := toMessage(s.cfg.Name, r.sub, r.msg.Header, r.msg.Body, s.cfg.DeadLetterOnFailure)
+	m.Received = r.when
+	m.Settler = &settler{src: s, r: r, id: m.ID}
+	return m
+}
+
+// toMessage is the runner.Message (without its settler and time) of a
+// MESSAGE frame's headers and body received on sub. It is pure, so that the
+// path from frame to event can be fuzzed (FuzzMessageToEvent).
+func toMessage(source string, sub *Subscription, h *frame.Header, body []byte, deadLetter bool) *runner.Message {
 	headers := make(map[string]string, h.Len())
 	for i := range h.Len() {
 		k, v := h.GetAt(i)
@@ -381,17 +391,14 @@ func (s *Source) message(r *received) *runner.Message {
 			headers[k] = v
 		}
 	}
-	id := headers["x-message-id"]
 	return &runner.Message{
-		Source:              s.cfg.Name,
-		Destination:         r.sub.Destination,
-		Body:                r.msg.Body,
+		Source:              source,
+		Destination:         sub.Destination,
+		Body:                body,
 		Headers:             headers,
-		ID:                  id,
-		Type:                r.sub.Type,
-		TypeField:           r.sub.TypeField,
-		DeadLetterOnFailure: s.cfg.DeadLetterOnFailure,
-		Received:            r.when,
-		Settler:             &settler{src: s, r: r, id: id},
+		ID:                  headers["x-message-id"],
+		Type:                sub.Type,
+		TypeField:           sub.TypeField,
+		DeadLetterOnFailure: deadLetter,
 	}
 }

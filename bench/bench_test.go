@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary be a benchmark's consumer process: Run
+// re-executes it with ChildEnv set, as `eventfn bench` re-executes itself.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(ChildEnv); spec != "" {
+		os.Exit(RunChild(context.Background(), spec, os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// loopback returns the loopback broker's addresses (scripts/test-env.sh),
+// overridable like internal/brokertest's.
+func loopback(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// TestTinyBench runs a small drain over STOMP against the loopback
+// RabbitMQ, both consumers, and checks the report holds together. An
+// unreachable broker fails the test.
+func TestTinyBench(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	user := loopback("EVENTFN_TEST_RABBITMQ_USER", "guest")
+	rep, err := Run(ctx, Options{
+		URL:        "stomp://" + loopback("EVENTFN_TEST_STOMP_ADDR", "127.0.0.1:61613"),
+		Login:      user,
+		Passcode:   loopback("EVENTFN_TEST_RABBITMQ_PASS", "guest"),
+		Management: loopback("EVENTFN_TEST_RABBITMQ_MGMT", "http://127.0.0.1:15672"),
+		Count:      200,
+		Prefetch:   50,
+		Baseline:   true,
+		Timeout:    30 * time.Second,
+		Command:    []string{os.Args[0]},
+	})
+	if err != nil {
+		t.Fatalf("bench (is RabbitMQ up? scripts/test-env.sh starts it): %v", err)
+	}
+	if len(rep.Runs) != 2 || rep.Bare == nil || rep.Eventfn == nil {
+		t.Fatalf("runs: %+v", rep.Runs)
+	}
+	for _, run := range rep.Runs {
+		if run.Messages != 200 || run.Throughput <= 0 || run.CPUSeconds <= 0 || run.RSSPeakMiB <= 0 || run.StartupMS <= 0 {
+			t.Errorf("%s run incomplete: %+v", run.Role, run)
+		}
+		if run.Role == RoleEventfn {
+			if run.Plans["success"] != 200 || run.Unmatched+run.Rejected+run.RuleErrors+run.SettleErrors != 0 {
+				t.Errorf("eventfn did not run the order rule once per message: %+v", run)
+			}
+			if run.Latency == nil || run.Latency.Samples != 200 {
+				t.Errorf("latency not measured at the action: %+v", run.Latency)
+			}
+		}
+	}
+	if rep.Ratio <= 0 || rep.Machine.Broker == "" || rep.RuleCount == 0 {
+		t.Errorf("report: ratio %v, broker %q, rules %d", rep.Ratio, rep.Machine.Broker, rep.RuleCount)
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil || !strings.Contains(text.String(), "ratio") {
+		t.Errorf("text report (%v):\n%s", err, text.String())
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestHistogramPercentiles(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	l := h.summary()
+	near := func(got, want float64) bool { return got > want*0.97 && got < want*1.03 }
+	if l.Samples != 1000 || !near(l.P50, 0.5) || !near(l.P90, 0.9) || !near(l.P99, 0.99) || l.Max != 1 {
+		t.Errorf("summary = %+v", l)
+	}
+	if (&histogram{}).summary() != nil {
+		t.Error("an empty histogram has no summary")
+	}
+}
+
+func TestPublishedAt(t *testing.T) {
+	g := newGenerator(benchOffering)
+	now := time.Unix(1700000000, 123456789)
+	body := g.body(7, now)
+	var obj map[string]any
+	if err := json.Unmarshal(body, &obj); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	if obj["order_state"] != "executing" || obj[fieldSeq] != float64(7) || len(obj["order_uuid"].(string)) != 32 {
+		t.Errorf("payload %s", body)
+	}
+	if ns, ok := publishedAt(body); !ok || ns != now.UnixNano() {
+		t.Errorf("publishedAt = %d, %v", ns, ok)
+	}
+	if _, ok := publishedAt([]byte(`{"order_uuid":"x"}`)); ok {
+		t.Error("publishedAt of a payload without it")
+	}
+}

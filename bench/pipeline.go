@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/event"
+	"github.com/eventfn/eventfn/internal/creds"
+	"github.com/eventfn/eventfn/publish"
+	"github.com/eventfn/eventfn/rules"
+	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/runner/journal"
+	"github.com/eventfn/eventfn/runner/mqtt"
+	"github.com/eventfn/eventfn/runner/stomp"
+	"github.com/eventfn/eventfn/telemetry"
+	"github.com/eventfn/eventfn/waldur"
+)
+
+// defaultRules is the rules file used without -c (read-only).
+//
+//go:embed rules.yaml
+var defaultRules []byte
+
+// EmbeddedRules returns the rules file the benchmark uses by default.
+func EmbeddedRules() []byte { return append([]byte(nil), defaultRules...) }
+
+// embeddedName names the embedded rules file in reports and errors.
+const embeddedName = "embedded bench/rules.yaml"
+
+func loadRules(path string) (*rules.Ruleset, error) {
+	if path == "" {
+		return rules.Parse(embeddedName, defaultRules, rules.Options{})
+	}
+	return rules.Load(path, rules.Options{})
+}
+
+// The measurement hooks. They sit where eventfn has extension points, so
+// that the pipeline measured is the one `eventfn run` builds:
+//
+//   - meteredSource wraps the source: it notes each message's receipt,
+//     copies the publish time from the payload into the
+//     x-eventfn-published-at header when the transport has no headers
+//     (MQTT), and wraps the message's Settler to count settlements;
+//   - stampPropagator is the runner's Propagator (the default W3C one,
+//     plus one header): it puts the publish time into the message's
+//     context, which reaches every action;
+//   - timedAction wraps every action kind: the first action to start for
+//     a message records publish → action start, the end of the latency
+//     measured.
+
+type stampKey struct{}
+
+// stamp is a message's publish time; first makes only the first action of
+// the message record it.
+type stamp struct {
+	ns    int64
+	first chan struct{}
+}
+
+type stampPropagator struct{ propagation.TextMapPropagator }
+
+func (p stampPropagator) Extract(ctx context.Context, c propagation.TextMapCarrier) context.Context {
+	ctx = p.TextMapPropagator.Extract(ctx, c)
+	if v := c.Get(publish.HeaderPublishedAt); v != "" {
+		if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
+			ctx = context.WithValue(ctx, stampKey{}, &stamp{ns: ns, first: make(chan struct{}, 1)})
+		}
+	}
+	return ctx
+}
+
+type timedAction struct {
+	inner actions.Action
+	m     *meter
+	delay time.Duration
+}
+
+func (a timedAction) Run(ctx context.Context, req actions.Request) (actions.Result, error) {
+	if s, ok := ctx.Value(stampKey{}).(*stamp); ok {
+		select {
+		case s.first <- struct{}{}:
+			a.m.lat.record(time.Duration(time.Now().UnixNano() - s.ns))
+		default:
+		}
+	}
+	if a.delay > 0 && !sleep(ctx, a.delay) {
+		return nil, ctx.Err()
+	}
+	return a.inner.Run(ctx, req)
+}
+
+type meteredSource struct {
+	runner.Source
+	m *meter
+}
+
+func (s meteredSource) Ready() bool {
+	if r, ok := s.Source.(runner.Readier); ok {
+		return r.Ready()
+	}
+	return true
+}
+
+func (s meteredSource) Run(ctx context.Context, deliver runner.Deliver) error {
+	return s.Source.Run(ctx, func(ctx context.Context, msg *runner.Message) error {
+		s.m.received(msg.Received)
+		if msg.Headers[publish.HeaderPublishedAt] == "" {
+			if ns, ok := publishedAt(msg.Body); ok {
+				if msg.Headers == nil {
+					msg.Headers = map[string]string{}
+				}
+				msg.Headers[publish.HeaderPublishedAt] = strconv.FormatInt(ns, 10)
+			}
+		}
+		msg.Settler = meteredSettler{inner: msg.Settler, m: s.m}
+		return deliver(ctx, msg)
+	})
+}
+
+type meteredSettler struct {
+	inner runner.Settler
+	m     *meter
+}
+
+func (s meteredSettler) Ack(ctx context.Context) error {
+	err := s.inner.Ack(ctx)
+	s.m.settle(err == nil)
+	return err
+}
+
+func (s meteredSettler) Requeue(ctx context.Context) error {
+	err := s.inner.Requeue(ctx)
+	s.m.settle(false)
+	return err
+}
+
+func (s meteredSettler) DeadLetter(ctx context.Context, reason string) error {
+	err := s.inner.DeadLetter(ctx, reason)
+	s.m.settle(false)
+	return err
+}
+
+// runEventfn runs eventfn's pipeline as `eventfn run` builds it, with the
+// job's source instead of the rules file's sources.
+func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready func(), res *result, stderr io.Writer) error {
+	rs, err := loadRules(j.Rules)
+	if err != nil {
+		return err
+	}
+	res.Rules = len(rs.Rules)
+	secrets, err := rs.ReadSecrets(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	// The runner logs one line per message at info, as `eventfn run` does:
+	// formatted by a real text handler, written to the log file or dropped.
+	logOut := io.Discard
+	if j.LogFile != "" {
+		f, err := os.Create(j.LogFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOut = f
+	}
+	// Warnings and errors (a refused login, a lost connection) also go to
+	// stderr, which the benchmark shows when a run fails.
+	logger := slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}),
+		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	metrics := runner.NewMetrics()
+
+	src, err := source(j, passcode, logger, metrics)
+	if err != nil {
+		return err
+	}
+	var wc actions.WaldurCaller
+	if rs.Waldur.APIURL != "" {
+		token, err := creds.Secret(rs.Waldur.TokenFile, rs.Waldur.TokenEnv, nil)
+		if err != nil {
+			return fmt.Errorf("waldur: %w", err)
+		}
+		c, err := waldur.New(rs.Waldur.APIURL, token)
+		if err != nil {
+			return fmt.Errorf("waldur: %w", err)
+		}
+		wc = actions.WaldurClient(c)
+	}
+	std := actions.Standard(actions.Options{Logger: logger, Slurm: rs.Slurm, Waldur: wc})
+	reg := actions.NewRegistry()
+	for _, kind := range std.Kinds() {
+		a, _ := std.Get(kind)
+		reg.Register(kind, std.Specs()[kind], timedAction{inner: a, m: m, delay: j.ActionDelay})
+	}
+	jn, err := openJournal(j.StateDir, rs, logger)
+	if err != nil {
+		return err
+	}
+	defer jn.Close()
+	concurrency := j.Concurrency
+	if concurrency <= 0 {
+		concurrency = rs.Runner.Concurrency
+	}
+	// The tracer provider `eventfn run` uses: a no-op one unless the
+	// OTEL_* variables ask for an exporter.
+	tp, shutdownTracing, err := telemetry.NewTracerProvider(ctx, telemetry.Options{ServiceVersion: "bench"})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	r := runner.New(runner.Config{
+		Rules: rs, Actions: reg, Sources: []runner.Source{meteredSource{Source: src, m: m}},
+		Logger: logger, Metrics: metrics, Journal: jn, Secrets: secrets, Concurrency: concurrency,
+		Limits: event.Limits{MaxBytes: rs.Runner.MaxBody}, ShutdownTimeout: rs.Runner.ShutdownTimeout,
+		TracerProvider: tp, Propagator: stampPropagator{telemetry.Propagator()},
+	})
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(rctx) }()
+	failed := make(chan error, 1)
+	tick := time.NewTicker(time.Millisecond)
+	for !r.Ready() {
+		select {
+		case <-tick.C:
+		case err := <-ran:
+			tick.Stop()
+			if err == nil {
+				err = errors.New("the runner stopped before its source was ready")
+			}
+			return err
+		case <-ctx.Done():
+			tick.Stop()
+			stop()
+			<-ran
+			return fmt.Errorf("not ready: %w", context.Cause(ctx))
+		}
+	}
+	tick.Stop()
+	ready()
+	go func() { failed <- <-ran }()
+	err = waitDone(ctx, m, failed)
+	stop()
+	if err == nil {
+		err = <-failed
+	}
+	collect(metrics, res)
+	return err
+}
+
+// source builds the job's source from a SourceSpec, as `eventfn run`
+// builds the sources of a rules file.
+func source(j job, passcode string, logger *slog.Logger, metrics *runner.Metrics) (runner.Source, error) {
+	spec := rules.SourceSpec{Name: "bench", URL: j.URL, VHost: j.VHost, Login: j.Login,
+		Subscribe: []string{j.Destination}, TLS: j.TLS}
+	if j.Login != "" {
+		spec.PasscodeEnv = PasscodeEnv
+	}
+	lookup := func(k string) (string, bool) {
+		if k == PasscodeEnv {
+			return passcode, true
+		}
+		return os.LookupEnv(k)
+	}
+	family, err := familyOf(j.URL)
+	if err != nil {
+		return nil, err
+	}
+	if family == familyMQTT {
+		spec.ClientID, spec.QoS = j.ClientID, 1
+		return mqtt.FromSpec(spec, mqtt.Deps{Logger: logger, Metrics: metrics, DrainTimeout: 10 * time.Second})
+	}
+	spec.Prefetch = j.Prefetch
+	return stomp.FromSpec(spec, stomp.Deps{Logger: logger, Metrics: metrics, DrainTimeout: 10 * time.Second,
+		Version: "bench", LookupEnv: lookup})
+}
+
+// openJournal opens the de-duplication journal as `eventfn run` does: in
+// memory, or bbolt in dir.
+func openJournal(dir string, rs *rules.Ruleset, logger *slog.Logger) (runner.Journal, error) {
+	if dir == "" {
+		maxAge := rs.Runner.JournalMaxAge
+		if maxAge <= 0 {
+			maxAge = journal.DefaultMaxAge
+		}
+		return runner.NewMemoryJournal(maxAge, rs.Runner.JournalMaxEntries), nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return journal.Open(filepath.Clean(dir), journal.Options{MaxAge: rs.Runner.JournalMaxAge,
+		MaxEntries: rs.Runner.JournalMaxEntries, Logger: logger})
+}
+
+// collect reads the runner's counters into r.
+func collect(m *runner.Metrics, r *result) {
+	families, err := m.Registry.Gather()
+	if err != nil {
+		return
+	}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			v := int(mt.GetCounter().GetValue())
+			switch f.GetName() {
+			case "eventfn_plans_total":
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "outcome" {
+						if r.Plans == nil {
+							r.Plans = map[string]int{}
+						}
+						r.Plans[l.GetValue()] += v
+					}
+				}
+			case "eventfn_messages_unmatched_total":
+				r.Unmatched += v
+			case "eventfn_messages_rejected_total":
+				r.Rejected += v
+			case "eventfn_messages_duplicate_total":
+				r.Duplicates += v
+			case "eventfn_rule_errors_total":
+				r.RuleErrors += v
+			}
+		}
+	}
+}
