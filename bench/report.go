@@ -76,7 +76,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	if r.Mode == "drain" && r.Ratio > 0 {
-		fmt.Fprintf(&b, "throughput: eventfn %.0f msg/s, bare %.0f msg/s: ratio %.2f (target ≥ %.1f: %s)\n",
+		fmt.Fprintf(&b, "throughput: eventfn %.0f msg/s, bare %.0f msg/s: ratio %.3f (target ≥ %.1f: %s)\n",
 			r.Eventfn.Throughput, r.Bare.Throughput, r.Ratio, targetRatio, verdict(r.Ratio >= targetRatio))
 	}
 	if e := r.Eventfn; e != nil {

@@ -30,6 +30,8 @@
 //
 // Settings (environment): SOAK_DURATION (30m), SOAK_RATE (messages per
 // second, 20), SOAK_CLOSE_EVERY (5s), SOAK_KILL_MIN/SOAK_KILL_MAX (20s/30s),
-// SOAK_STALL_EVERY/SOAK_STALL_FOR (15s/3s), SOAK_SEED, SOAK_KEEP=1 (keep the
-// work directory with the logs), EVENTFN_BIN (a prebuilt binary).
+// SOAK_STALL_EVERY/SOAK_STALL_FOR (15s/3s), SOAK_SAMPLE_EVERY (2s),
+// SOAK_DRAIN_TIMEOUT (6m), SOAK_SEED (to repeat a run's choices), SOAK_KEEP=1
+// (keep the work directory with the logs; it is kept anyway on failure),
+// EVENTFN_BIN (a prebuilt binary instead of building one).
 package soak

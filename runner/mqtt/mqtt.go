@@ -59,7 +59,7 @@
 //
 // The source connects, subscribes, and on any loss reconnects forever with
 // exponential backoff and up to 25% jitter (1 s doubling to 2 min, back to
-// 1 s once a connection has lasted 30 s), subscribing again each time
+// 1 s once a connection has stayed up, subscribed, for a second), subscribing again each time
 // (harmless when the broker kept the session; it tells when the broker kept
 // none). paho's own reconnect is off: it has no jitter and its waits cannot
 // be cancelled. Ready reports false while the source is down. A broker that
@@ -106,7 +106,7 @@ const (
 
 // stableAfter is how long a connection must have lasted for the backoff
 // to start again from MinBackoff once it is lost.
-const stableAfter = 30 * time.Second
+const stableAfter = time.Second
 
 // Defaults.
 const (

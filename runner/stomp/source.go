@@ -89,7 +89,9 @@ type Config struct {
 	// Backoff spaces connection attempts.
 	Backoff Backoff
 	// StableAfter is how long a connection must have lasted for the
-	// backoff to start again from Backoff.Initial (default 30s).
+	// backoff to start again from Backoff.Initial (default 1s: a broker
+	// that closes connections often must not push the delay to minutes,
+	// one that drops them at once must not be hammered).
 	StableAfter time.Duration
 	// DrainTimeout bounds how long, once stopping, the source keeps its
 	// connections open for the acknowledgements of messages in flight
@@ -146,7 +148,7 @@ func newSource(cfg Config) *Source {
 		cfg.DrainTimeout = 30 * time.Second
 	}
 	if cfg.StableAfter <= 0 {
-		cfg.StableAfter = 30 * time.Second
+		cfg.StableAfter = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
