@@ -4,7 +4,6 @@ package event
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,77 +162,15 @@ func decodeObject(body []byte, lim Limits) (map[string]any, error) {
 	if len(body) > lim.MaxBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(body), lim.MaxBytes)
 	}
-	if !utf8.Valid(body) {
-		return nil, ErrInvalidUTF8
-	}
-	if d := depth(body); d > lim.MaxDepth {
-		return nil, fmt.Errorf("%w: depth %d, limit %d", ErrTooDeep, d, lim.MaxDepth)
-	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the JSON value", ErrMalformed)
+	v, err := parse(body, lim.MaxDepth)
+	if err != nil {
+		return nil, err
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("%w: got %s", ErrNotObject, kind(v))
 	}
-	normalizeNumbers(obj)
 	return obj, nil
-}
-
-// depth returns the maximum nesting of brackets outside strings. It runs
-// before json.Unmarshal so that a hostile body cannot make the decoder recurse.
-func depth(b []byte) int {
-	d, maxD, inStr, esc := 0, 0, false, false
-	for _, c := range b {
-		switch {
-		case inStr:
-			if esc {
-				esc = false
-			} else if c == '\\' {
-				esc = true
-			} else if c == '"' {
-				inStr = false
-			}
-		case c == '"':
-			inStr = true
-		case c == '{' || c == '[':
-			d++
-			if d > maxD {
-				maxD = d
-			}
-		case c == '}' || c == ']':
-			d--
-		}
-	}
-	return maxD
-}
-
-// normalizeNumbers turns json.Number into int (when integral and in range) or
-// float64, so that expressions compare numbers naturally.
-func normalizeNumbers(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			t[k] = normalizeNumbers(e)
-		}
-	case []any:
-		for i, e := range t {
-			t[i] = normalizeNumbers(e)
-		}
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return int(i)
-		}
-		f, _ := t.Float64()
-		return f
-	}
-	return v
 }
 
 func kind(v any) string {
