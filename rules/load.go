@@ -41,6 +41,9 @@ type Ruleset struct {
 	Slurm actions.SlurmConfig
 
 	byType map[string][]*Rule
+	// indexes hold, per type of byType, its rules indexed by a guarded
+	// payload field (index.go).
+	indexes map[string]*typeIndex
 }
 
 // Defaults are the step settings used where a step sets none.
@@ -747,6 +750,10 @@ func (rs *Ruleset) index() {
 		for _, t := range r.On {
 			add(t, r)
 		}
+	}
+	rs.indexes = make(map[string]*typeIndex, len(rs.byType))
+	for t, list := range rs.byType {
+		rs.indexes[t] = newTypeIndex(list)
 	}
 }
 

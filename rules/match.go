@@ -59,11 +59,24 @@ func (rs *Ruleset) RulesFor(t string) []*Rule {
 	return rs.byType["*"]
 }
 
+// candidates returns the rules that may match ev: those of its type, less
+// the rules whose guard (index.go) its payload already fails.
+func (rs *Ruleset) candidates(ev *event.Event) []*Rule {
+	ix, ok := rs.indexes[ev.Type]
+	if !ok {
+		ix, ok = rs.indexes["*"]
+	}
+	if !ok {
+		return nil
+	}
+	return ix.candidates(ev.Payload)
+}
+
 // Match returns the plans of the rules whose condition holds for ev, and the
 // verdicts of rules whose condition or key failed to evaluate: such a rule
 // is an error of that rule, never silently taken as false.
 func (rs *Ruleset) Match(ev *event.Event, env map[string]any) (plans []Plan, failed []Verdict) {
-	for _, r := range rs.RulesFor(ev.Type) {
+	for _, r := range rs.candidates(ev) {
 		v := r.verdict(env)
 		if v.Err != nil {
 			failed = append(failed, v)
