@@ -34,7 +34,7 @@ func TestGuardOf(t *testing.T) {
 		{`"executing" == payload["order_state"]`, "order_state", []string{"executing"}},
 		{`payload.order_state in ["a", "b"] && payload.x > 1`, "order_state", []string{"a", "b"}},
 		{`payload.s == "a" and payload.t == "b" && true`, "s", []string{"a"}},
-		{`payload?.s == "a"`, "", nil},                  // optional: not indexed
+		{`payload?.s == "a"`, "", nil},                    // optional: not indexed
 		{`payload.s == "a" || payload.s == "b"`, "", nil}, // a disjunction guards nothing
 		{`payload.t == "b" && payload.s == "a"`, "t", []string{"b"}},
 		{`payload.n == 3`, "", nil},
