@@ -39,7 +39,9 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,6 +100,11 @@ type Options struct {
 	StateDir string
 	// Baseline runs the bare consumer too.
 	Baseline bool
+	// Peer runs the Python site agent-like consumer too (STOMP only; needs
+	// Debian's python3-stomp and python3-websocket); PeerAck is its ack
+	// mode: auto (the agent's, the default) or client-individual.
+	Peer    bool
+	PeerAck string
 	// Rounds repeats each consumer's run (alternating which goes first);
 	// summaries are medians.
 	Rounds int
@@ -189,6 +196,8 @@ type Report struct {
 	// Ratio is eventfn's median throughput over the bare consumer's (drain
 	// mode).
 	Ratio float64 `json:"ratio,omitempty"`
+	// Peer is the Python agent-like consumer's summary (--peer).
+	Peer *Summary `json:"peer,omitempty"`
 }
 
 // driver runs one benchmark.
@@ -264,6 +273,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	roles := []string{RoleEventfn}
 	if o.Baseline {
 		roles = []string{RoleBare, RoleEventfn}
+	}
+	if o.Peer {
+		if d.family != familySTOMP {
+			return rep, fmt.Errorf("--peer: the Python consumer speaks STOMP only, not %s", d.family)
+		}
+		roles = append(roles, RolePeer)
 	}
 	for round := 1; round <= o.Rounds; round++ {
 		order := slices.Clone(roles)
@@ -437,6 +452,10 @@ func (d *driver) start(j job) (*proc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(d.o.Command[0], d.o.Command[1:]...)
+	if j.Role == RolePeer {
+		cmd = exec.Command(peerPython, "-c", peerScript)
+		cmd.Env = append(cmd.Environ(), "EVENTFN_BENCH_PEER_ACK="+cmp.Or(d.o.PeerAck, "auto"))
+	}
 	cmd.Env = append(cmd.Environ(), ChildEnv+"="+string(spec), PasscodeEnv+"="+d.o.Passcode)
 	p := &proc{cmd: cmd, lines: make(chan childLine, 4), stderr: &tail{max: 32 << 10},
 		exited: make(chan struct{}), timeout: j.Timeout + 30*time.Second}
@@ -560,7 +579,7 @@ func (t *tail) String() string {
 
 // summarize computes each role's medians and the throughput ratio.
 func (r *Report) summarize() {
-	for _, role := range []string{RoleEventfn, RoleBare} {
+	for _, role := range []string{RoleEventfn, RoleBare, RolePeer} {
 		var runs []ConsumerRun
 		for _, run := range r.Runs {
 			if run.Role == role {
@@ -599,10 +618,13 @@ func (r *Report) summarize() {
 				P50: lat(func(l *Latency) float64 { return l.P50 }), P90: lat(func(l *Latency) float64 { return l.P90 }),
 				P99: lat(func(l *Latency) float64 { return l.P99 }), Max: lat(func(l *Latency) float64 { return l.Max })}
 		}
-		if role == RoleEventfn {
+		switch role {
+		case RoleEventfn:
 			r.Eventfn = s
-		} else {
+		case RoleBare:
 			r.Bare = s
+		default:
+			r.Peer = s
 		}
 	}
 	if r.Mode == "drain" && r.Eventfn != nil && r.Bare != nil && r.Bare.Throughput > 0 {
@@ -621,3 +643,12 @@ func median(v []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// peerScript is the Python agent-like consumer (RolePeer), run with
+// peerPython: Debian's interpreter, where python3-stomp is installed (a
+// python3 earlier on PATH, e.g. pyenv's, lacks it).
+//
+//go:embed peer/agent_listener.py
+var peerScript string
+
+const peerPython = "/usr/bin/python3"

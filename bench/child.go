@@ -27,6 +27,10 @@ const (
 	// same transport, ack mode and prefetch, acknowledging each message as
 	// it arrives.
 	RoleBare = "bare"
+	// RolePeer runs a consumer like the Python site agent's listener
+	// (bench/peer/agent_listener.py: stomp.py, ack auto, json.loads for the
+	// log line and again in the handler), with Debian's python3.
+	RolePeer = "agent-py"
 )
 
 // ChildEnv is the environment variable through which a benchmark hands a

@@ -79,6 +79,10 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "throughput: eventfn %.0f msg/s, bare %.0f msg/s: ratio %.3f (target ≥ %.1f: %s)\n",
 			r.Eventfn.Throughput, r.Bare.Throughput, r.Ratio, targetRatio, verdict(r.Ratio >= targetRatio))
 	}
+	if p := r.Peer; p != nil && r.Mode == "drain" && r.Eventfn != nil && p.Throughput > 0 {
+		fmt.Fprintf(&b, "peer (Python agent-like consumer): %.0f msg/s at %.0f µs CPU/msg; eventfn %.2f× its throughput\n",
+			p.Throughput, p.CPUPerMsgUS, r.Eventfn.Throughput/p.Throughput)
+	}
 	if e := r.Eventfn; e != nil {
 		if r.Mode == "rate" && e.Latency != nil {
 			fmt.Fprintf(&b, "latency (publish → action start, median of rounds): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms",

@@ -61,6 +61,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	actionDelay := fs.Duration("action-delay", 0, "make every action take this long (simulated I/O-bound actions)")
 	stateDir := fs.String("state-dir", "", "use the durable bbolt journal in this directory (default in memory)")
 	baseline := fs.Bool("baseline", true, "also run the bare consumer")
+	peer := fs.Bool("peer", false, "also run a consumer like the Python site agent's (STOMP; needs Debian's python3-stomp, python3-websocket)")
+	peerAck := fs.String("peer-ack", "auto", "the Python consumer's ack mode: auto (the agent's) or client-individual")
 	rounds := fs.Int("rounds", 1, "runs of each consumer (alternating which goes first); summaries are medians")
 	timeout := fs.Duration("timeout", 0, "bound on each consumer run (default 2m plus --duration)")
 	logFile := fs.String("log-file", "", "write eventfn's log here (default: formatted, then dropped)")
@@ -115,7 +117,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		TLS:        rules.TLSSpec{CAFile: *caFile, InsecureSkipVerify: *insecure},
 		Management: *mgmt, VHost: *vhost, Rules: *cfg, Count: *count, Rate: *perSecond, Duration: *duration,
 		Prefetch: *prefetch, Concurrency: *concurrency, ActionDelay: *actionDelay, StateDir: *stateDir,
-		Baseline: *baseline, Rounds: *rounds, Timeout: *timeout, LogFile: *logFile, CPUProfile: *cpuProfile,
+		Baseline: *baseline, Peer: *peer, PeerAck: *peerAck, Rounds: *rounds, Timeout: *timeout, LogFile: *logFile, CPUProfile: *cpuProfile,
 		Command: []string{exe, "bench", "--role", "child"}, Logger: logger}
 	if *perSecond == 0 {
 		o.Duration = 0
