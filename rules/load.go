@@ -141,6 +141,9 @@ type SourceSpec struct {
 	// message id header).
 	DedupKey string            `yaml:"dedup_key"`
 	Waldur   *WaldurSourceSpec `yaml:"waldur"`
+	// Timer makes a timer source (runner/timer decodes it: every, cron,
+	// at_start).
+	Timer yaml.Node `yaml:"timer"`
 
 	Pos Pos `yaml:"-"`
 }
@@ -395,7 +398,7 @@ func (p *parser) checkSource(n *yaml.Node, s *SourceSpec) {
 	if s.Name == "" {
 		p.errorf(n, "", "source without a name")
 	}
-	if s.URL == "" && s.Waldur == nil {
+	if s.URL == "" && s.Waldur == nil && s.Timer.Kind == 0 {
 		p.errorf(n, "", "source %q: missing url", s.Name)
 	}
 	switch s.OnFailure {
