@@ -65,6 +65,9 @@ type Executor struct {
 	Tracer trace.Tracer
 	// Redactor masks secrets in span attributes and logged errors.
 	Redactor *telemetry.Redactor
+	// Emit takes the events emit steps derive from plan's event (nil:
+	// emit steps fail with actions.ErrNoEmitter).
+	Emit func(ctx context.Context, plan rules.Plan, e actions.Emitted) (string, error)
 }
 
 // Execute runs plan. It never panics on bad data: a step that fails to
@@ -75,6 +78,11 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 	res = PlanResult{Rule: r.Name, Key: plan.Key}
 	ctx, span := x.tracer().Start(ctx, "rule "+r.Name, trace.WithAttributes(AttrRule.String(r.Name), AttrKey.String(plan.Key)))
 	defer func() { x.endPlan(span, res) }()
+	if x.Emit != nil {
+		ctx = actions.WithEmitter(ctx, func(ctx context.Context, e actions.Emitted) (string, error) {
+			return x.Emit(ctx, plan, e)
+		})
+	}
 	env := maps.Clone(plan.Env)
 	steps := map[string]any{}
 	env["steps"] = steps

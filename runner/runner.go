@@ -165,6 +165,7 @@ func New(cfg Config) *Runner {
 		red:     red,
 	}
 	r.work, r.cancelWork = context.WithCancel(context.Background())
+	r.exec.Emit = r.emit
 	r.rules.Store(cfg.Rules)
 	return r
 }
@@ -247,6 +248,13 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // Deliver implements the Deliver func sources call.
 func (r *Runner) Deliver(ctx context.Context, m *Message) error {
+	_ = r.deliver(ctx, m) // a message not taken is settled (requeued) by deliver
+	return nil
+}
+
+// deliver is Deliver, returning the error of a plan that could not be
+// queued (ctx ended first): emit steps report it.
+func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	if m.Received.IsZero() {
 		m.Received = time.Now()
 	}
@@ -308,6 +316,7 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 		r.settle(work, m, ev, "", err)
 		return nil
 	}
+	var submitErr error
 	t := &tracker{pending: int32(len(plans))}
 	if len(failed) > 0 {
 		t.setErr(fmt.Errorf("rule %s: %w", failed[0].Rule.Name, failed[0].Err), Failed)
@@ -339,6 +348,7 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 			}
 		})
 		if err != nil { // the source is stopping: leave the message to the broker
+			submitErr = err
 			r.m.InFlight.Dec()
 			t.setErr(errInterrupted, Interrupted)
 			if t.done() {
@@ -346,7 +356,7 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 			}
 		}
 	}
-	return nil
+	return submitErr
 }
 
 // tracker collects the outcomes of one message's plans.
