@@ -170,7 +170,11 @@ type Step struct {
 	Timeout         time.Duration
 	Retry           actions.RetryPolicy
 	ContinueOnError bool
-	Pos             Pos
+	// ForEach, when set, runs the step once per element of the list it
+	// gives, with item and index bound (see foreach.go).
+	ForEach            *Expr
+	ForEachConcurrency int
+	Pos                Pos
 }
 
 // Label names a step for people: its id, else kind and position.
@@ -422,7 +426,7 @@ func (p *parser) checkSource(n *yaml.Node, s *SourceSpec) {
 }
 
 var ruleKeys = []string{"name", "description", "on", "when", "key", "steps", "on_failure"}
-var stepKeys = []string{"id", "name", "when", "timeout", "retry", "continue_on_error"}
+var stepKeys = []string{"id", "name", "when", "timeout", "retry", "continue_on_error", "for_each", "for_each_concurrency"}
 
 func (p *parser) parseRules(n *yaml.Node) {
 	if n.Kind != yaml.SequenceNode {
@@ -557,6 +561,9 @@ func (p *parser) checkRefs(s *Step, r *Rule, defined map[string]bool) {
 	if s.When != nil {
 		exprs = append(exprs, s.When)
 	}
+	if s.ForEach != nil {
+		exprs = append(exprs, s.ForEach)
+	}
 	if s.Params != nil {
 		exprs = s.Params.exprs(exprs)
 	}
@@ -603,6 +610,8 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 			if err := v.Decode(&s.ContinueOnError); err != nil {
 				p.errorf(v, r.Name, "continue_on_error must be true or false")
 			}
+		case "for_each", "for_each_concurrency":
+			p.parseForEach(k, v, r, s)
 		default:
 			if _, ok := p.opts.Kinds[k.Value]; !ok {
 				p.errorf(k, r.Name, "unknown key %q in step (action kinds: %s; step keys: %s)",
@@ -627,6 +636,7 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 	if s.Params == nil {
 		return nil
 	}
+	p.checkItems(n, r, s)
 	return s
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -149,4 +150,37 @@ rules:
 	if got := testCounter(r.m.Plans.WithLabelValues("loop", "failed")); got != 1 {
 		t.Errorf("failed loop plans = %v, want 1 (the one that would go past the depth)", got)
 	}
+}
+
+func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newRunnerWith(t *testing.T, reg *actions.Registry, src string) *Runner {
+	t.Helper()
+	rs, err := rules.Parse("test.yaml", []byte(src), rules.Options{Kinds: reg.Specs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(Config{Rules: rs, Actions: reg, Logger: testLogger()})
+}
+
+// gateAction announces each run and holds it until release is closed.
+type gateAction struct {
+	running chan int
+	release chan struct{}
+	now     atomic.Int32
+	max     atomic.Int32
+}
+
+func (g *gateAction) Run(ctx context.Context, req actions.Request) (actions.Result, error) {
+	n := g.now.Add(1)
+	defer g.now.Add(-1)
+	for m := g.max.Load(); n > m && !g.max.CompareAndSwap(m, n); m = g.max.Load() {
+	}
+	g.running <- req.Params["n"].(int)
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return actions.Result{}, nil
 }
