@@ -18,7 +18,7 @@ type RenderedStep struct {
 	Error string `json:"error,omitempty"`
 	// Items are a for_each step's runs, one per item (their Params,
 	// Skipped and Error), in order.
-	Items []RenderedStep `json:"items,omitempty"`
+	Items []RenderedStep `json:"items,omitzero"`
 }
 
 // RenderedPlan is a matched rule with its steps rendered.

@@ -39,11 +39,14 @@ var compileEnv = map[string]any{
 	"secrets": map[string]any{},
 	"steps":   map[string]any{},
 	"error":   "",
-	// item and index are bound in steps with for_each only (checked at
-	// load: see checkItems).
-	"item":  nil,
-	"index": 0,
+	// item and index, bound in steps with for_each only (checked at load:
+	// see checkItems), are read from here: a value of any type.
+	loopVar: map[string]any{},
 }
+
+// loopVar holds a for_each step's item and index: the expressions' item
+// and index become loopVar.item and loopVar.index.
+const loopVar = "__loop"
 
 // strictGet is the function every plain member access (a.b, a["b"]) becomes:
 // a key missing from a map is an error instead of a silent nil. Optional
@@ -87,6 +90,8 @@ type strictPatch struct {
 func (p *strictPatch) Visit(node *ast.Node) {
 	if id, ok := (*node).(*ast.IdentifierNode); ok && (id.Value == "item" || id.Value == "index") {
 		p.items = true
+		ast.Patch(node, &ast.MemberNode{Node: &ast.IdentifierNode{Value: loopVar}, Property: &ast.StringNode{Value: id.Value}})
+		return
 	}
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok {

@@ -98,11 +98,11 @@ func (s *Step) ForEachItems(env map[string]any) ([]any, error) {
 // ItemEnv returns env with item and index bound, for one item of a
 // for_each step.
 func ItemEnv(env map[string]any, item any, index int) map[string]any {
-	out := make(map[string]any, len(env)+2)
+	out := make(map[string]any, len(env)+1)
 	for k, v := range env {
 		out[k] = v
 	}
-	out["item"], out["index"] = item, index
+	out[loopVar] = map[string]any{"item": item, "index": index}
 	return out
 }
 
@@ -117,6 +117,7 @@ func (e *Expr) unresolved(env map[string]any) bool {
 	if len(e.steps) > 0 {
 		return true
 	}
-	_, unknown := env["item"].(unknownItem)
+	loop, _ := env[loopVar].(map[string]any)
+	_, unknown := loop["item"].(unknownItem)
 	return e.items && unknown
 }

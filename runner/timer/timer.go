@@ -8,7 +8,8 @@
 //
 //	{"type": "timer", "payload": {"name": NAME, "time": RFC 3339 UTC}}
 //
-// with the id "timer:NAME:TIME" (unique per tick). A tick that comes while
+// (the at_start tick's payload also has "start": true) with the id
+// "timer:NAME:TIME" (unique per tick). A tick that comes while
 // the previous one is still being delivered (the runner is full) is not
 // queued: the next tick is computed from the time delivery returned, so a
 // slow runner sees fewer ticks, never a backlog.
@@ -138,7 +139,7 @@ func (s *Source) Name() string { return s.name }
 // Run emits ticks until ctx ends.
 func (s *Source) Run(ctx context.Context, deliver runner.Deliver) error {
 	if s.cfg.AtStart {
-		if err := s.tick(ctx, deliver, s.clock.Now()); err != nil {
+		if err := s.tick(ctx, deliver, s.clock.Now(), true); err != nil {
 			return nil // ctx ended
 		}
 	}
@@ -151,18 +152,21 @@ func (s *Source) Run(ctx context.Context, deliver runner.Deliver) error {
 			stop()
 			return nil
 		case at := <-c:
-			if err := s.tick(ctx, deliver, at); err != nil {
+			if err := s.tick(ctx, deliver, at, false); err != nil {
 				return nil
 			}
 		}
 	}
 }
 
-func (s *Source) tick(ctx context.Context, deliver runner.Deliver, at time.Time) error {
+func (s *Source) tick(ctx context.Context, deliver runner.Deliver, at time.Time, start bool) error {
 	ts := at.UTC().Format(time.RFC3339Nano)
 	id := "timer:" + s.name + ":" + ts
 	ev := &event.Event{Type: EventType, ID: id,
 		Payload: map[string]any{"name": s.name, "time": at.UTC().Format(time.RFC3339)}}
+	if start {
+		ev.Payload["start"] = true
+	}
 	m := &runner.Message{Source: s.name, Destination: "timer:" + s.name, ID: id, Type: EventType,
 		Event: ev, Received: at, Settler: settler{}}
 	s.log.Debug("timer tick", "source", s.name, "id", id)

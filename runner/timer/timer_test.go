@@ -69,7 +69,7 @@ func TestEveryAtStart(t *testing.T) {
 	clock := newFakeClock(start)
 	got, cancel, done := run(t, Config{Every: time.Hour, AtStart: true}, clock)
 	first := <-got
-	if first.Event.Type != "timer" || first.Event.Payload["name"] != "reconcile" || first.Event.Payload["time"] != "2026-12-01T08:00:30Z" {
+	if first.Event.Type != "timer" || first.Event.Payload["name"] != "reconcile" || first.Event.Payload["time"] != "2026-12-01T08:00:30Z" || first.Event.Payload["start"] != true {
 		t.Fatalf("at_start tick: %+v", first.Event)
 	}
 	if d := <-clock.waits; d != time.Hour {
@@ -77,7 +77,7 @@ func TestEveryAtStart(t *testing.T) {
 	}
 	clock.fire()
 	second := <-got
-	if second.Event.Payload["time"] != "2026-12-01T09:00:30Z" {
+	if second.Event.Payload["time"] != "2026-12-01T09:00:30Z" || second.Event.Payload["start"] != nil {
 		t.Fatalf("second tick: %+v", second.Event.Payload)
 	}
 	if first.ID == second.ID || !strings.HasPrefix(first.ID, "timer:reconcile:") || second.Event.ID != second.ID {
