@@ -420,8 +420,8 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 			err = m.Settler.Ack(sctx)
 		case "dead_lettered":
 			reason := "failed"
-			if cause != nil {
-				reason = cause.Error()
+			if cause != nil { // it travels in a header (x-eventfn-error): no secrets
+				reason = r.red.Error(cause)
 			}
 			err = m.Settler.DeadLetter(sctx, reason)
 		case "requeued":
