@@ -203,23 +203,28 @@ func originalDestination(h map[string]string) string {
 }
 
 // originalID is the id a message had before any replay, and the number of
-// its next replay.
+// its next replay. A replay's id is "<original>:replay:<n>"; its
+// x-eventfn-replay-of names the original (a replay dead-lettered again to
+// a named queue loses that header, and the id still says it).
 func originalID(h map[string]string, body []byte) (string, int) {
 	id, of := h["x-message-id"], h["x-eventfn-replay-of"]
-	if of == "" {
-		if id == "" { // Waldur-style: a hash of the content
-			sum := sha256.Sum256(body)
-			id = hex.EncodeToString(sum[:16])
-		}
-		return id, 1
-	}
-	n := 1
+	n := 0
 	if i := strings.LastIndex(id, ":replay:"); i >= 0 {
 		if k, err := strconv.Atoi(id[i+len(":replay:"):]); err == nil && k > 0 {
-			n = k + 1
+			n = k
+			if of == "" {
+				of = id[:i]
+			}
 		}
 	}
-	return of, n
+	if of != "" {
+		return of, n + 1
+	}
+	if id == "" { // Waldur-style: a hash of the content
+		sum := sha256.Sum256(body)
+		id = hex.EncodeToString(sum[:16])
+	}
+	return id, 1
 }
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -180,3 +180,39 @@ func deadLetterFixReplay(t *testing.T, named bool) {
 		t.Errorf("after replay the dead-letter queue holds %d messages, want 0", n)
 	}
 }
+
+func TestReplayIDs(t *testing.T) {
+	for _, c := range []struct {
+		h    map[string]string
+		orig string
+		n    int
+	}{
+		{map[string]string{"x-message-id": "abc"}, "abc", 1},
+		{map[string]string{"x-message-id": "abc:replay:1", "x-eventfn-replay-of": "abc"}, "abc", 2},
+		{map[string]string{"x-message-id": "abc:replay:4"}, "abc", 5}, // dead-lettered again: replay-of dropped
+		{map[string]string{"x-message-id": "abc:replay:x"}, "abc:replay:x", 1},
+		{map[string]string{}, "2c26b46b68ffc68ff99b453c1d304134", 1}, // sha256("foo")
+	} {
+		if orig, n := originalID(c.h, []byte("foo")); orig != c.orig || n != c.n {
+			t.Errorf("%v: %s, %d; want %s, %d", c.h, orig, n, c.orig, c.n)
+		}
+	}
+}
+
+// TestReplayDestinationsAreQueuesOnly: the headers naming the original
+// queue come with the message and are not trusted.
+func TestReplayDestinationsAreQueuesOnly(t *testing.T) {
+	for h, want := range map[[2]string]string{
+		{"x-eventfn-original-destination", "/amq/queue/subscription_a_offering_b_order"}: "/amq/queue/subscription_a_offering_b_order",
+		{"x-eventfn-original-destination", "/queue/eventfn.orders"}:                      "/queue/eventfn.orders",
+		{"x-first-death-queue", "subscription_a_offering_b_order"}:                       "/amq/queue/subscription_a_offering_b_order",
+		{"x-eventfn-original-destination", "/exchange/amq.topic/x"}:                      "",
+		{"x-eventfn-original-destination", "/amq/queue/../x"}:                            "",
+		{"x-first-death-queue", "a/b"}:                                                   "",
+		{"x-eventfn-original-destination", "/amq/queue/q\nx-evil: 1"}:                    "",
+	} {
+		if got := originalDestination(map[string]string{h[0]: h[1]}); got != want {
+			t.Errorf("%s: %q → %q, want %q", h[0], h[1], got, want)
+		}
+	}
+}
