@@ -109,6 +109,7 @@ func Standard(opts Options) *Registry {
 	r.Register("log", logSpec, &Log{Logger: opts.Logger})
 	r.Register("slurm", slurmSpec, NewSlurm(opts.Slurm))
 	r.Register("waldur", waldurSpec, &Waldur{Client: opts.Waldur})
+	r.Register("emit", emitSpec, Emit{})
 	return r
 }
 

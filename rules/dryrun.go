@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"fmt"
+
 	"github.com/eventfn/eventfn/event"
 )
 
@@ -14,6 +16,9 @@ type RenderedStep struct {
 	Skipped bool `json:"skipped,omitempty"`
 	// Error is set when the step could not be rendered.
 	Error string `json:"error,omitempty"`
+	// Items are a for_each step's runs, one per item (their Params,
+	// Skipped and Error), in order.
+	Items []RenderedStep `json:"items,omitzero"`
 }
 
 // RenderedPlan is a matched rule with its steps rendered.
@@ -105,10 +110,37 @@ func renderPlan(p Plan, mocks Mocks) RenderedPlan {
 }
 
 func renderOne(s *Step, env map[string]any) RenderedStep {
+	if s.ForEach != nil {
+		return renderEach(s, env)
+	}
 	params, run, err := RenderStep(s, env, true)
 	rs := RenderedStep{ID: s.ID, Kind: s.Kind, Params: params, Skipped: !run && err == nil}
 	if err != nil {
 		rs.Error = err.Error()
+	}
+	return rs
+}
+
+// renderEach renders a for_each step once per item. A list that reads
+// results of steps that were not mocked is shown as one item, the
+// expression's text.
+func renderEach(s *Step, env map[string]any) RenderedStep {
+	rs := RenderedStep{ID: s.ID, Kind: s.Kind, Items: []RenderedStep{}}
+	items, err := s.ForEachItems(env)
+	if err != nil {
+		if !s.ForEach.UsesSteps() {
+			rs.Error = err.Error()
+			return rs
+		}
+		items = []any{unknownItem{}}
+	}
+	for i, it := range items {
+		one := renderOne(&Step{ID: s.ID, Name: s.Name, Kind: s.Kind, Params: s.Params, When: s.When, Pos: s.Pos}, ItemEnv(env, it, i))
+		one.ID = ""
+		rs.Items = append(rs.Items, one)
+		if one.Error != "" && rs.Error == "" {
+			rs.Error = fmt.Sprintf("item %d: %s", i, one.Error)
+		}
 	}
 	return rs
 }

@@ -18,6 +18,8 @@ type Expr struct {
 	program *vm.Program
 	// steps are the step ids the expression reads (steps.<id>).
 	steps []string
+	// items is true when the expression reads item or index.
+	items bool
 	// vms holds idle VMs for program: expr.Run allocates a VM and its
 	// stack on every run, and a rule's when runs for every event of its
 	// type. Pooled per expression, a VM's buffers fit its program.
@@ -37,7 +39,14 @@ var compileEnv = map[string]any{
 	"secrets": map[string]any{},
 	"steps":   map[string]any{},
 	"error":   "",
+	// item and index, bound in steps with for_each only (checked at load:
+	// see checkItems), are read from here: a value of any type.
+	loopVar: map[string]any{},
 }
+
+// loopVar holds a for_each step's item and index: the expressions' item
+// and index become loopVar.item and loopVar.index.
+const loopVar = "__loop"
 
 // strictGet is the function every plain member access (a.b, a["b"]) becomes:
 // a key missing from a map is an error instead of a silent nil. Optional
@@ -74,10 +83,16 @@ func safeFetch(from, key any) (v any, err error) {
 // steps.<id> references.
 type strictPatch struct {
 	steps []string
+	items bool
 	// optional is true below a ?. chain, where misses must stay nil.
 }
 
 func (p *strictPatch) Visit(node *ast.Node) {
+	if id, ok := (*node).(*ast.IdentifierNode); ok && (id.Value == "item" || id.Value == "index") {
+		p.items = true
+		ast.Patch(node, &ast.MemberNode{Node: &ast.IdentifierNode{Value: loopVar}, Property: &ast.StringNode{Value: id.Value}})
+		return
+	}
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok {
 		return
@@ -114,7 +129,7 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %s", src, oneLine(err.Error()))
 	}
-	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps}, nil
+	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, items: patch.items}, nil
 }
 
 // Eval runs the expression over env. It may run concurrently.

@@ -144,6 +144,9 @@ type SourceSpec struct {
 	// message id header).
 	DedupKey string            `yaml:"dedup_key"`
 	Waldur   *WaldurSourceSpec `yaml:"waldur"`
+	// Timer makes a timer source (runner/timer decodes it: every, cron,
+	// at_start).
+	Timer yaml.Node `yaml:"timer"`
 
 	Pos Pos `yaml:"-"`
 }
@@ -170,7 +173,11 @@ type Step struct {
 	Timeout         time.Duration
 	Retry           actions.RetryPolicy
 	ContinueOnError bool
-	Pos             Pos
+	// ForEach, when set, runs the step once per element of the list it
+	// gives, with item and index bound (see foreach.go).
+	ForEach            *Expr
+	ForEachConcurrency int
+	Pos                Pos
 }
 
 // Label names a step for people: its id, else kind and position.
@@ -398,7 +405,7 @@ func (p *parser) checkSource(n *yaml.Node, s *SourceSpec) {
 	if s.Name == "" {
 		p.errorf(n, "", "source without a name")
 	}
-	if s.URL == "" && s.Waldur == nil {
+	if s.URL == "" && s.Waldur == nil && s.Timer.Kind == 0 {
 		p.errorf(n, "", "source %q: missing url", s.Name)
 	}
 	switch s.OnFailure {
@@ -422,7 +429,7 @@ func (p *parser) checkSource(n *yaml.Node, s *SourceSpec) {
 }
 
 var ruleKeys = []string{"name", "description", "on", "when", "key", "steps", "on_failure"}
-var stepKeys = []string{"id", "name", "when", "timeout", "retry", "continue_on_error"}
+var stepKeys = []string{"id", "name", "when", "timeout", "retry", "continue_on_error", "for_each", "for_each_concurrency"}
 
 func (p *parser) parseRules(n *yaml.Node) {
 	if n.Kind != yaml.SequenceNode {
@@ -557,6 +564,9 @@ func (p *parser) checkRefs(s *Step, r *Rule, defined map[string]bool) {
 	if s.When != nil {
 		exprs = append(exprs, s.When)
 	}
+	if s.ForEach != nil {
+		exprs = append(exprs, s.ForEach)
+	}
 	if s.Params != nil {
 		exprs = s.Params.exprs(exprs)
 	}
@@ -603,6 +613,8 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 			if err := v.Decode(&s.ContinueOnError); err != nil {
 				p.errorf(v, r.Name, "continue_on_error must be true or false")
 			}
+		case "for_each", "for_each_concurrency":
+			p.parseForEach(k, v, r, s)
 		default:
 			if _, ok := p.opts.Kinds[k.Value]; !ok {
 				p.errorf(k, r.Name, "unknown key %q in step (action kinds: %s; step keys: %s)",
@@ -627,6 +639,7 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 	if s.Params == nil {
 		return nil
 	}
+	p.checkItems(n, r, s)
 	return s
 }
 

@@ -131,7 +131,7 @@ func RenderStep(s *Step, env map[string]any, lenient bool) (params map[string]an
 	if s.When != nil {
 		v, err := s.When.Eval(env)
 		if err != nil {
-			if lenient && s.When.UsesSteps() {
+			if lenient && s.When.unresolved(env) {
 				v = true
 			} else {
 				return nil, false, fmt.Errorf("step %s: when: %w", s.Label(), err)

@@ -115,7 +115,7 @@ func (v *Value) Render(env map[string]any, lenient bool) (any, error) {
 	if len(v.expr) == 1 && v.text[0] == "" && v.text[1] == "" {
 		r, err := v.expr[0].Eval(env)
 		if err != nil {
-			if lenient && v.expr[0].UsesSteps() {
+			if lenient && v.expr[0].unresolved(env) {
 				return "{{ " + v.expr[0].Src + " }}", nil
 			}
 			return nil, err
@@ -127,7 +127,7 @@ func (v *Value) Render(env map[string]any, lenient bool) (any, error) {
 		b.WriteString(v.text[i])
 		r, err := e.Eval(env)
 		if err != nil {
-			if lenient && e.UsesSteps() {
+			if lenient && e.unresolved(env) {
 				b.WriteString("{{ " + e.Src + " }}")
 				continue
 			}

@@ -79,6 +79,9 @@ func (l *loader) checkKeys(n *yaml.Node, rule, what string, t reflect.Type) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if t == reflect.TypeFor[yaml.Node]() {
+		return // kept raw, checked by whoever decodes it
+	}
 	switch t.Kind() {
 	case reflect.Slice:
 		if n.Kind == yaml.SequenceNode {

@@ -2,6 +2,8 @@ package runner
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,5 +74,74 @@ func TestDispatcherWorkersComeAndGo(t *testing.T) {
 	}
 	if ran.Load() != 100 {
 		t.Fatalf("ran %d of 100 jobs", ran.Load())
+	}
+}
+
+// bigPayload is a body of about 400 KB: items of 400 characters.
+func bigPayload(key string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"k": %q, "items": [`, key)
+	for i := range 1000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q", strings.Repeat(string(rune('a'+i%26)), 399)+fmt.Sprint(i%10))
+	}
+	b.WriteString("]}")
+	return []byte(b.String())
+}
+
+// expensiveRules has a when that compares every item of a 400 KB payload
+// with every other (a million comparisons), and records each plan.
+const expensiveRules = `
+version: 1
+rules:
+  - name: slow
+    on: big
+    key: payload.k
+    when: >-
+      count(payload.items, {let x = #; count(payload.items, lower(x) == #) >= 1}) == len(payload.items)
+    steps: [{record: {what: "{{ payload.k }}"}}]
+  - name: fast
+    on: small
+    key: payload.k
+    steps: [{record: {what: "{{ payload.k }}"}}]
+`
+
+// TestExpensiveConditionDoesNotHoldUpOthers: an expensive when on a 400 KB
+// payload is evaluated in the worker pool, under its rule's key: the
+// delivery of the events behind it goes on, and an event of another key
+// runs before the expensive condition is decided. Events of the same key
+// still run in arrival order.
+func TestExpensiveConditionDoesNotHoldUpOthers(t *testing.T) {
+	r, rc := newRecordingRunner(t, expensiveRules, nil)
+	sa, sb := newSettler(), newSettler()
+	r.Deliver(context.Background(), &Message{Source: "t", Type: "big", Body: bigPayload("A"), Settler: sa})
+	// Deliver(A) returned with A's condition still to be evaluated; B,
+	// behind it, is delivered and runs.
+	r.Deliver(context.Background(), &Message{Source: "t", Type: "small", Body: []byte(`{"k": "B"}`), Settler: sb})
+	if first := (<-rc.got).Params["what"]; first != "B" {
+		t.Fatalf("%v ran first: the event behind the expensive condition waited for it", first)
+	}
+	if f := <-sb.done; f != "ack" {
+		t.Fatalf("B: %s", f)
+	}
+	if second := (<-rc.got).Params["what"]; second != "A" {
+		t.Fatalf("then %v ran, want A", second)
+	}
+	if f := <-sa.done; f != "ack" {
+		t.Fatalf("A: %s", f)
+	}
+}
+
+func TestSameKeyKeepsArrivalOrderAcrossConditions(t *testing.T) {
+	r, rc := newRecordingRunner(t, expensiveRules, nil)
+	sa, sb := newSettler(), newSettler()
+	r.Deliver(context.Background(), &Message{Source: "t", Type: "big", Body: bigPayload("K"), Settler: sa})
+	r.Deliver(context.Background(), &Message{Source: "t", Type: "small", Body: []byte(`{"k": "K", "second": true}`), Settler: sb})
+	<-sa.done
+	<-sb.done
+	if len(rc.reqs) != 2 || rc.reqs[0].Type != "big" || rc.reqs[1].Type != "small" {
+		t.Fatalf("same key ran as %+v, want big then small", rc.reqs)
 	}
 }

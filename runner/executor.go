@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -65,6 +67,9 @@ type Executor struct {
 	Tracer trace.Tracer
 	// Redactor masks secrets in span attributes and logged errors.
 	Redactor *telemetry.Redactor
+	// Emit takes the events emit steps derive from plan's event (nil:
+	// emit steps fail with actions.ErrNoEmitter).
+	Emit func(ctx context.Context, plan rules.Plan, e actions.Emitted) (string, error)
 }
 
 // Execute runs plan. It never panics on bad data: a step that fails to
@@ -75,6 +80,11 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 	res = PlanResult{Rule: r.Name, Key: plan.Key}
 	ctx, span := x.tracer().Start(ctx, "rule "+r.Name, trace.WithAttributes(AttrRule.String(r.Name), AttrKey.String(plan.Key)))
 	defer func() { x.endPlan(span, res) }()
+	if x.Emit != nil {
+		ctx = actions.WithEmitter(ctx, func(ctx context.Context, e actions.Emitted) (string, error) {
+			return x.Emit(ctx, plan, e)
+		})
+	}
 	env := maps.Clone(plan.Env)
 	steps := map[string]any{}
 	env["steps"] = steps
@@ -94,7 +104,7 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 				continue
 			}
 		}
-		out, err := x.step(ctx, s, env, &req, plan, false)
+		out, err := x.run(ctx, s, env, &req, plan, false)
 		if s.ID != "" && out != nil {
 			steps[s.ID] = map[string]any(out)
 		}
@@ -118,6 +128,78 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 		}
 	}
 	return res
+}
+
+// run runs a step: once, or once per item of its for_each.
+func (x *Executor) run(ctx context.Context, s *rules.Step, env map[string]any, req *actions.Request, plan rules.Plan, onFailure bool) (actions.Result, error) {
+	if s.ForEach == nil {
+		return x.step(ctx, s, env, req, plan, onFailure)
+	}
+	return x.forEach(ctx, s, env, req, plan, onFailure)
+}
+
+// forEach runs s once per item of its for_each list, up to
+// ForEachConcurrency at once, each item with its own retries and timeout.
+// The result's items holds each item's result, in list order. An item
+// that fails for good fails the step (the items not started by then do
+// not run, and show ok: false), unless the step continues on error, when
+// every item runs.
+func (x *Executor) forEach(ctx context.Context, s *rules.Step, env map[string]any, req *actions.Request, plan rules.Plan, onFailure bool) (actions.Result, error) {
+	items, err := s.ForEachItems(env)
+	if err != nil {
+		return actions.Result{"ok": false, "error": err.Error(), "items": []any{}}, actions.Permanent(err)
+	}
+	results := make([]any, len(items))
+	errs := make([]error, len(items))
+	sem := make(chan struct{}, max(s.ForEachConcurrency, 1))
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	started := 0
+	for i, it := range items {
+		if failed.Load() && !s.ContinueOnError || ctx.Err() != nil {
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil || failed.Load() && !s.ContinueOnError {
+			break
+		}
+		started++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r := *req // each item renders its own parameters
+			out, err := x.step(ctx, s, rules.ItemEnv(env, it, i), &r, plan, onFailure)
+			results[i], errs[i] = map[string]any(out), err
+			if err != nil {
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	var first error
+	for i := range items {
+		if i >= started && results[i] == nil {
+			results[i] = map[string]any{"ok": false, "error": "not run: an earlier item failed", "not_run": true}
+			if ctx.Err() != nil {
+				results[i] = map[string]any{"ok": false, "error": "not run: " + ctx.Err().Error(), "not_run": true}
+			}
+		}
+		if errs[i] != nil && first == nil {
+			first = fmt.Errorf("item %d: %w", i, errs[i])
+		}
+	}
+	if first == nil && started < len(items) && ctx.Err() != nil {
+		first = fmt.Errorf("item %d: %w", started, ctx.Err())
+	}
+	out := actions.Result{"items": results, "count": len(items), "ok": first == nil}
+	if first != nil {
+		out["error"] = first.Error()
+	}
+	return out, first
 }
 
 // step renders and runs one step. The result always carries ok (and error
@@ -173,7 +255,7 @@ func (x *Executor) onFailure(ctx context.Context, plan rules.Plan, env map[strin
 	env["error"] = cause.Error()
 	steps := env["steps"].(map[string]any)
 	for _, s := range plan.Rule.OnFailure {
-		out, err := x.step(ctx, s, env, req, plan, true)
+		out, err := x.run(ctx, s, env, req, plan, true)
 		if s.ID != "" && out != nil {
 			steps[s.ID] = map[string]any(out)
 		}

@@ -165,6 +165,7 @@ func New(cfg Config) *Runner {
 		red:     red,
 	}
 	r.work, r.cancelWork = context.WithCancel(context.Background())
+	r.exec.Emit = r.emit
 	r.rules.Store(cfg.Rules)
 	return r
 }
@@ -247,6 +248,13 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // Deliver implements the Deliver func sources call.
 func (r *Runner) Deliver(ctx context.Context, m *Message) error {
+	_ = r.deliver(ctx, m) // a message not taken is settled (requeued) by deliver
+	return nil
+}
+
+// deliver is Deliver, returning the error of a plan that could not be
+// queued (ctx ended first): emit steps report it.
+func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	if m.Received.IsZero() {
 		m.Received = time.Now()
 	}
@@ -291,67 +299,83 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 		return nil
 	}
 	env := rs.Environment(ev, r.secrets)
-	plans, failed := rs.Match(ev, env)
-	trace.SpanFromContext(work).SetAttributes(AttrPlans.Int(len(plans)))
-	for _, v := range failed {
-		r.m.RuleErrors.WithLabelValues(v.Rule.Name).Inc()
-		r.log.Error("rule could not be evaluated", "source", m.Source, "id", ev.ID, "type", ev.Type, "rule", v.Rule.Name, "error", r.red.Error(v.Err))
-	}
-	if len(plans) == 0 {
-		var err error
-		if len(failed) > 0 {
-			err = fmt.Errorf("rule %s: %w", failed[0].Rule.Name, failed[0].Err)
-		} else {
-			r.m.Unmatched.WithLabelValues(m.Source, ev.Type).Inc()
-			r.log.Debug("no rule matched", "source", m.Source, "id", ev.ID, "type", ev.Type)
-		}
-		r.settle(work, m, ev, "", err)
+	// Only the keys are evaluated here; each rule's condition is evaluated
+	// by the dispatcher's workers, under the rule's key, so an expensive
+	// when holds up only the events of its own key, never the delivery of
+	// the events behind it.
+	cands := rs.Candidates(ev, env)
+	if len(cands) == 0 {
+		r.unmatched(work, m, ev)
 		return nil
 	}
-	t := &tracker{pending: int32(len(plans))}
-	if len(failed) > 0 {
-		t.setErr(fmt.Errorf("rule %s: %w", failed[0].Rule.Name, failed[0].Err), Failed)
-	}
-	for _, p := range plans {
-		r.m.RuleMatches.WithLabelValues(p.Rule.Name).Inc()
-		r.m.InFlight.Inc()
-		err := r.disp.Submit(ctx, p.Key, func() {
-			defer r.m.InFlight.Dec()
-			var prog Progress
-			if ev.ID != "" {
-				prog = r.cfg.Journal.Progress(ev.ID, p.Rule.Name)
-			}
-			res := r.exec.Execute(work, p, prog)
-			if res.Resumed > 0 {
-				r.m.Resumed.WithLabelValues(m.Source).Inc()
-				r.log.Info("plan resumed after its completed steps", "id", ev.ID, "rule", p.Rule.Name, "skipped_steps", res.Resumed)
-			}
-			r.m.Plans.WithLabelValues(p.Rule.Name, res.Outcome.String()).Inc()
-			if res.Outcome != Success {
-				t.setErr(res.Err, res.Outcome)
-			}
-			if res.Outcome == Failed && r.cfg.Reporter != nil {
-				r.cfg.Reporter.Report(work, telemetry.Failure{Source: m.Source, Type: ev.Type, MessageID: ev.ID,
-					Rule: p.Rule.Name, Key: p.Key, Err: res.Err})
-			}
+	var submitErr error
+	t := &tracker{pending: int32(len(cands))}
+	for _, c := range cands {
+		err := r.disp.Submit(ctx, c.Key, func() {
+			r.runCandidate(work, m, ev, env, c, t)
 			if t.done() {
 				r.finish(work, m, ev, t)
 			}
 		})
 		if err != nil { // the source is stopping: leave the message to the broker
-			r.m.InFlight.Dec()
+			submitErr = err
 			t.setErr(errInterrupted, Interrupted)
 			if t.done() {
 				r.finish(work, m, ev, t)
 			}
 		}
 	}
-	return nil
+	return submitErr
+}
+
+// runCandidate evaluates one rule's condition for ev and, when it holds,
+// runs its plan; the outcome goes to t.
+func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event, env map[string]any, c rules.Candidate, t *tracker) {
+	p, matched, err := c.Match(ev, env)
+	if err != nil {
+		r.m.RuleErrors.WithLabelValues(c.Rule.Name).Inc()
+		r.log.Error("rule could not be evaluated", "source", m.Source, "id", ev.ID, "type", ev.Type, "rule", c.Rule.Name, "error", r.red.Error(err))
+		t.setErr(fmt.Errorf("rule %s: %w", c.Rule.Name, err), Failed)
+		return
+	}
+	if !matched {
+		return
+	}
+	t.matched.Add(1)
+	r.m.RuleMatches.WithLabelValues(p.Rule.Name).Inc()
+	r.m.InFlight.Inc()
+	defer r.m.InFlight.Dec()
+	var prog Progress
+	if ev.ID != "" {
+		prog = r.cfg.Journal.Progress(ev.ID, p.Rule.Name)
+	}
+	res := r.exec.Execute(work, p, prog)
+	if res.Resumed > 0 {
+		r.m.Resumed.WithLabelValues(m.Source).Inc()
+		r.log.Info("plan resumed after its completed steps", "id", ev.ID, "rule", p.Rule.Name, "skipped_steps", res.Resumed)
+	}
+	r.m.Plans.WithLabelValues(p.Rule.Name, res.Outcome.String()).Inc()
+	if res.Outcome != Success {
+		t.setErr(res.Err, res.Outcome)
+	}
+	if res.Outcome == Failed && r.cfg.Reporter != nil {
+		r.cfg.Reporter.Report(work, telemetry.Failure{Source: m.Source, Type: ev.Type, MessageID: ev.ID,
+			Rule: p.Rule.Name, Key: p.Key, Err: res.Err})
+	}
+}
+
+// unmatched settles a message no rule matched.
+func (r *Runner) unmatched(ctx context.Context, m *Message, ev *event.Event) {
+	r.m.Unmatched.WithLabelValues(m.Source, ev.Type).Inc()
+	r.log.Debug("no rule matched", "source", m.Source, "id", ev.ID, "type", ev.Type)
+	r.settle(ctx, m, ev, "", nil)
 }
 
 // tracker collects the outcomes of one message's plans.
 type tracker struct {
 	pending int32
+	// matched counts the rules whose condition held.
+	matched atomic.Int32
 	mu      sync.Mutex
 	err     error
 	worst   Outcome
@@ -371,8 +395,13 @@ func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tra
 	t.mu.Lock()
 	worst, err := t.worst, t.err
 	t.mu.Unlock()
+	trace.SpanFromContext(ctx).SetAttributes(AttrPlans.Int(int(t.matched.Load())))
 	if worst == Interrupted {
 		r.settle(ctx, m, ev, "requeued", err)
+		return
+	}
+	if err == nil && t.matched.Load() == 0 {
+		r.unmatched(ctx, m, ev)
 		return
 	}
 	r.settle(ctx, m, ev, "", err)
@@ -410,8 +439,8 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 			err = m.Settler.Ack(sctx)
 		case "dead_lettered":
 			reason := "failed"
-			if cause != nil {
-				reason = cause.Error()
+			if cause != nil { // it travels in a header (x-eventfn-error): no secrets
+				reason = r.red.Error(cause)
 			}
 			err = m.Settler.DeadLetter(sctx, reason)
 		case "requeued":

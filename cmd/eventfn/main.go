@@ -30,6 +30,8 @@ func commands() []command {
 		{"dry-run", "print the rules that match events and their rendered steps", dryRunUsage, cmdDryRun},
 		{"test", "run rule unit tests", testUsage, cmdTest},
 		{"publish", "send Waldur-shaped events to a broker (tests, demos, load)", publishUsage, cmdPublish},
+		{"replay", "move dead-lettered messages back to their queues, to run again", replayUsage, cmdReplay},
+		{"record", "copy a queue's messages into an event file, without consuming them", recordUsage, cmdRecord},
 		{"bench", "measure eventfn's throughput, latency, CPU and memory against a broker", benchUsage, cmdBench},
 		{"healthcheck", "exit 0 when a running eventfn answers ready (container health check)", healthcheckUsage, cmdHealthcheck},
 		{"version", "print the version", "usage: eventfn version\n", cmdVersion},

@@ -24,6 +24,7 @@ import (
 	"github.com/eventfn/eventfn/runner/local"
 	"github.com/eventfn/eventfn/runner/mqtt"
 	"github.com/eventfn/eventfn/runner/stomp"
+	"github.com/eventfn/eventfn/runner/timer"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -162,6 +163,9 @@ func healthHandler(r *runner.Runner) http.Handler {
 
 // buildSource makes a source from its spec, by the URL's scheme.
 func buildSource(spec rules.SourceSpec, d deps) (runner.Source, error) {
+	if timer.IsSpec(spec) { // timer: {every: 1h | cron: "…", at_start: true}
+		return timer.FromSpec(spec, timer.Deps{Logger: d.logger})
+	}
 	if stomp.IsSpec(spec) { // stomp://, stomp+ssl://, stomp+ws://, stomp+wss://, waldur
 		return stomp.FromSpec(spec, stomp.Deps{Logger: d.logger, Metrics: d.metrics,
 			DrainTimeout: d.shutdownTimeout, Version: version, Dir: d.dir})

@@ -1,0 +1,77 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/event"
+	"github.com/eventfn/eventfn/rules"
+)
+
+// EmitSource is the source name of events derived by emit steps.
+const EmitSource = "emit"
+
+// Headers of emitted events.
+const (
+	// HeaderParentID is the id of the event whose plan emitted this one.
+	HeaderParentID = "x-eventfn-parent-id"
+	// HeaderEmittedBy is the rule whose emit step emitted it.
+	HeaderEmittedBy = "x-eventfn-emitted-by"
+	// HeaderEmitDepth counts the emits from the delivered event to this
+	// one (1 for an event emitted by a delivered one).
+	HeaderEmitDepth = "x-eventfn-emit-depth"
+)
+
+// MaxEmitDepth bounds chains of emitted events (a rule that emits the type
+// it handles would otherwise loop forever).
+const MaxEmitDepth = 8
+
+// emit feeds e, derived from plan's event, back into the runner: it runs
+// through the same de-duplication, rules, journal and metrics as a
+// delivered event, under the source "emit". It returns once the event's
+// plans are queued (waiting for room while the runner is full, as long as
+// ctx, the step's, allows), so the emitting step succeeds only once the
+// event is accepted. The event's id is "<parent id>:emit:<key>" (none when
+// the parent has none); its headers carry the trace context of the step,
+// so its span is a child of the emitting step's.
+func (r *Runner) emit(ctx context.Context, plan rules.Plan, e actions.Emitted) (string, error) {
+	parent := plan.Event
+	depth := 1
+	if d, err := strconv.Atoi(parent.Headers[HeaderEmitDepth]); err == nil && parent.Source == EmitSource {
+		depth = d + 1
+	}
+	if depth > MaxEmitDepth {
+		return "", actions.Permanent(fmt.Errorf("emit: %d emits deep (the limit is %d): does a rule emit the type it handles?", depth, MaxEmitDepth))
+	}
+	id := ""
+	if parent.ID != "" {
+		id = parent.ID + ":emit:" + e.Key
+	}
+	headers := map[string]string{HeaderEmittedBy: plan.Rule.Name, HeaderEmitDepth: strconv.Itoa(depth)}
+	if parent.ID != "" {
+		headers[HeaderParentID] = parent.ID
+	}
+	r.prop.Inject(ctx, propagation.MapCarrier(headers))
+	ev := &event.Event{Type: e.Type, Payload: e.Payload, Headers: headers, ID: id}
+	m := &Message{Source: EmitSource, Destination: "emit:" + plan.Rule.Name, ID: id, Type: e.Type,
+		Event: ev, Headers: headers, Received: time.Now(), Settler: emitSettler{},
+		DeadLetterOnFailure: false}
+	if err := r.deliver(ctx, m); err != nil {
+		return "", fmt.Errorf("emit: the runner did not take the event: %w", err)
+	}
+	return id, nil
+}
+
+// emitSettler settles emitted events: they live in the runner only, so
+// there is nothing to acknowledge; a failed one is logged and counted like
+// any failed message.
+type emitSettler struct{}
+
+func (emitSettler) Ack(context.Context) error                { return nil }
+func (emitSettler) Requeue(context.Context) error            { return nil }
+func (emitSettler) DeadLetter(context.Context, string) error { return nil }
