@@ -19,11 +19,13 @@ type Candidate struct {
 	keyErr error
 }
 
-// Candidates returns the rules that see ev, in file order, each with its
+// Candidates returns the rules that see ev and may match it (the index
+// leaves out those whose guarding equality ev's payload already fails), in
+// file order, each with its
 // key evaluated over env. A key that cannot be evaluated gives the empty
 // key; Match reports the error if the condition holds.
 func (rs *Ruleset) Candidates(ev *event.Event, env map[string]any) []Candidate {
-	rules := rs.RulesFor(ev.Type)
+	rules := rs.indexedRules(ev) // less those whose guard ev fails (index.go)
 	out := make([]Candidate, 0, len(rules))
 	for _, r := range rules {
 		c := Candidate{Rule: r}

@@ -59,9 +59,9 @@ func (rs *Ruleset) RulesFor(t string) []*Rule {
 	return rs.byType["*"]
 }
 
-// candidates returns the rules that may match ev: those of its type, less
+// indexedRules returns the rules that may match ev: those of its type, less
 // the rules whose guard (index.go) its payload already fails.
-func (rs *Ruleset) candidates(ev *event.Event) []*Rule {
+func (rs *Ruleset) indexedRules(ev *event.Event) []*Rule {
 	ix, ok := rs.indexes[ev.Type]
 	if !ok {
 		ix, ok = rs.indexes["*"]
@@ -76,7 +76,7 @@ func (rs *Ruleset) candidates(ev *event.Event) []*Rule {
 // verdicts of rules whose condition or key failed to evaluate: such a rule
 // is an error of that rule, never silently taken as false.
 func (rs *Ruleset) Match(ev *event.Event, env map[string]any) (plans []Plan, failed []Verdict) {
-	for _, r := range rs.candidates(ev) {
+	for _, r := range rs.indexedRules(ev) {
 		v := r.verdict(env)
 		if v.Err != nil {
 			failed = append(failed, v)
