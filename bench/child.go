@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/eventfn/eventfn/internal/creds"
-	"github.com/eventfn/eventfn/rules"
 )
 
 // Roles of consumer processes.
@@ -40,7 +39,7 @@ const (
 // connInfo says how to reach the broker.
 type connInfo struct {
 	url, vhost, login, passcode string
-	tls                         rules.TLSSpec
+	tls                         creds.TLSSpec
 }
 
 // tlsHost returns the host TLS verifies for a broker URL.
@@ -61,7 +60,7 @@ type job struct {
 	URL         string        `json:"url"`
 	VHost       string        `json:"vhost,omitempty"`
 	Login       string        `json:"login,omitempty"`
-	TLS         rules.TLSSpec `json:"tls"`
+	TLS         creds.TLSSpec `json:"tls"`
 	Destination string        `json:"destination"`         // STOMP destination or MQTT topic filter
 	ClientID    string        `json:"client_id,omitempty"` // MQTT session
 	Prefetch    int           `json:"prefetch,omitempty"`

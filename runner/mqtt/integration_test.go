@@ -28,11 +28,12 @@ import (
 	"log/slog"
 
 	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/config"
 	"github.com/eventfn/eventfn/internal/brokertest"
 	"github.com/eventfn/eventfn/publish"
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/mqtt"
+	"github.com/eventfn/eventfn/source"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -306,10 +307,11 @@ func start(t *testing.T, cfg mqtt.Config, rulesYAML string, journal runner.Journ
 
 func startSource(t *testing.T, rec *recorder, src *mqtt.Source, rulesYAML string, journal runner.Journal, shutdown time.Duration) *run {
 	t.Helper()
-	rs, err := rules.Parse(filepath.Join(t.TempDir(), "eventfn.yaml"), []byte(rulesYAML), rules.Options{})
+	c, err := config.Parse(filepath.Join(t.TempDir(), "eventfn.yaml"), []byte(rulesYAML), config.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rs := c.Rules
 	logger := slog.New(recHandler{rec: rec})
 	if journal == nil {
 		journal = runner.NewMemoryJournal(0, 0)
@@ -423,15 +425,17 @@ sources:
     client_id: %s
     subscribe: [%q]
 `, b.url, auth, w.clientID, w.filter()) + seenRules
-			rs, err := rules.Parse(filepath.Join(w.dir, "eventfn.yaml"), []byte(yaml), rules.Options{})
+			c, err := config.Parse(filepath.Join(w.dir, "eventfn.yaml"), []byte(yaml), config.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			rec := newRecorder()
-			src, err := mqtt.FromSpec(rs.Sources[0], mqtt.Deps{Logger: slog.New(recHandler{rec: rec}), Dir: w.dir})
+			e := c.Sources[0]
+			built, err := e.Kind.Build(e, source.Deps{Logger: slog.New(recHandler{rec: rec}), Dir: w.dir})
 			if err != nil {
 				t.Fatal(err)
 			}
+			src := built.(*mqtt.Source)
 			run := startSource(t, rec, src, yaml, nil, 5*time.Second)
 
 			pub := client(t, b, "eventfn-pub-"+unique(6), true, nil)

@@ -63,7 +63,7 @@ rules:
       - record: "{{ type }} {{ payload.n }} {{ headers['x-message-id'] != '' }}"
 `)
 			m := runner.NewMetrics()
-			src, err := stomp.FromSpec(s.spec(tc.url), s.deps(logger, m))
+			src, err := fromSpec(s.spec(tc.url), s.deps(logger, m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +126,7 @@ func TestDeadLetterByBroker(t *testing.T) {
 	spec := s.spec(wsURL())
 	spec.OnFailure = "dead-letter"
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(spec, s.deps(logger, m))
+	src, err := fromSpec(spec, s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestDeadLetterToDestination(t *testing.T) {
 	spec := s.spec(tcpURL())
 	spec.OnFailure, spec.DeadLetter = "dead-letter", "/amq/queue/"+dlq
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(spec, s.deps(logger, m))
+	src, err := fromSpec(spec, s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ rules:
 			m := runner.NewMetrics()
 			spec := s.spec(tc.url)
 			spec.Prefetch = 20
-			src, err := stomp.FromSpec(spec, s.deps(logger, m))
+			src, err := fromSpec(spec, s.deps(logger, m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -277,7 +277,7 @@ rules:
       - record: "{{ payload.order_uuid }}"
 `)
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(s.spec(tcpURL()), s.deps(logger, m))
+	src, err := fromSpec(s.spec(tcpURL()), s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestWrongCredentials(t *testing.T) {
 			logger, logs := newLogger(t)
 			reg := registry(logger, newRecorder())
 			m := runner.NewMetrics()
-			src, err := stomp.FromSpec(s.spec(tc.url), s.deps(logger, m))
+			src, err := fromSpec(s.spec(tc.url), s.deps(logger, m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -324,7 +324,7 @@ func TestWrongCredentials(t *testing.T) {
 			brokertest.WaitFor(t, 15*time.Second, "two refused attempts", func() bool {
 				return strings.Contains(logs.String(), "attempt=2")
 			})
-			err = src.(*stomp.Source).LastError()
+			err = src.LastError()
 			var be *stomp.BrokerError
 			if !errors.As(err, &be) || !be.AccessRefused() {
 				t.Fatalf("last error = %v, want a refused login from the broker", err)
@@ -364,7 +364,7 @@ rules:
       - record: "{{ payload.n }}"
 `)
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(s.spec(wsURL()), s.deps(logger, m))
+	src, err := fromSpec(s.spec(wsURL()), s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +404,7 @@ func TestHeartbeatsKeepAnIdleConnection(t *testing.T) {
 			spec := s.spec(tc.url)
 			spec.Heartbeat = 300 * time.Millisecond
 			m := runner.NewMetrics()
-			src, err := stomp.FromSpec(spec, s.deps(logger, m))
+			src, err := fromSpec(spec, s.deps(logger, m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -443,7 +443,7 @@ func TestPrefetchBoundsUnacknowledged(t *testing.T) {
 	spec := s.spec(tcpURL())
 	spec.Prefetch = 3
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(spec, s.deps(logger, m))
+	src, err := fromSpec(spec, s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
