@@ -13,8 +13,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/config"
+	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
 )
 
