@@ -6,7 +6,7 @@
 // other, each in a process of its own:
 //
 //   - eventfn: the real pipeline, as `eventfn run` builds it (the source
-//     built from a SourceSpec by the stomp or mqtt package, the runner with
+//     built from its settings by the source registry, the runner with
 //     its dispatcher, journal, metrics and per-message log line, the rules,
 //     the standard actions);
 //   - bare: the baseline, a bare go-stomp (STOMP) or paho (MQTT) consumer

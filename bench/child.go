@@ -19,8 +19,8 @@ import (
 
 // Roles of consumer processes.
 const (
-	// RoleEventfn runs eventfn's pipeline: the real source built from a
-	// SourceSpec, the runner, the rules and the actions.
+	// RoleEventfn runs eventfn's pipeline: the real source built from its
+	// settings, the runner, the rules and the actions.
 	RoleEventfn = "eventfn"
 	// RoleBare runs the baseline: a bare go-stomp (or paho) consumer on the
 	// same transport, ack mode and prefetch, acknowledging each message as

@@ -123,7 +123,7 @@ func run(ctx context.Context, c *config.Config, listen string, logger *slog.Logg
 		if err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
-		srv := &http.Server{Handler: healthHandler(r), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: healthHandler(r, sources), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		logger.Info("serving health and metrics", "addr", ln.Addr().String())
@@ -133,14 +133,44 @@ func run(ctx context.Context, c *config.Config, listen string, logger *slog.Logg
 	return r.Run(ctx)
 }
 
-func healthHandler(r *runner.Runner) http.Handler {
+// healthHandler serves /healthz (200 while the process runs: a broker that
+// is down is not cured by a restart), /readyz (503 until every source is
+// up) and /metrics. Both health pages list each source that is down, with
+// why when it says.
+func healthHandler(r *runner.Runner, sources []runner.Source) http.Handler {
+	down := func() []string {
+		var out []string
+		for _, s := range sources {
+			rd, ok := s.(runner.Readier)
+			if !ok || rd.Ready() {
+				continue
+			}
+			line := fmt.Sprintf("source %s: down", s.Name())
+			if le, ok := s.(interface{ LastError() error }); ok {
+				if err := le.LastError(); err != nil {
+					line += ": " + err.Error()
+				}
+			}
+			out = append(out, line)
+		}
+		return out
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
+		for _, l := range down() {
+			fmt.Fprintln(w, l)
+		}
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !r.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready")
+			for _, l := range down() {
+				fmt.Fprintln(w, l)
+			}
 			return
 		}
 		fmt.Fprintln(w, "ready")

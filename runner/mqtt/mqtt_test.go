@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestBrokerURL(t *testing.T) {
@@ -84,25 +83,6 @@ func TestCheckFilter(t *testing.T) {
 func TestDefaultClientID(t *testing.T) {
 	if got := DefaultClientID("waldur mqtt", "node1.example.org"); got != "eventfn-waldur_mqtt-node1.example.org" {
 		t.Errorf("got %q", got)
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	s, err := New(Config{Name: "t", URL: "mqtt://h", Subscribe: []string{"a"}, ClientID: "c"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prev := time.Duration(0)
-	for n := range 12 {
-		d := s.backoff(n)
-		base := min(time.Second<<n, 2*time.Minute)
-		if d > base || d < base*3/4 {
-			t.Errorf("attempt %d: %v not within [%v, %v]", n, d, base*3/4, base)
-		}
-		if n > 0 && n < 7 && d < prev/2 {
-			t.Errorf("attempt %d: %v after %v", n, d, prev)
-		}
-		prev = d
 	}
 }
 

@@ -346,6 +346,51 @@ func TestWrongCredentials(t *testing.T) {
 	}
 }
 
+// TestMissingQueueIsNamedAndRetried: a subscription to a queue that does
+// not exist is reported as that queue not found (not as a login problem),
+// retried while the source shows as down, and consumed once the queue
+// exists.
+func TestMissingQueueIsNamedAndRetried(t *testing.T) {
+	s := newSite(t)
+	q := brokertest.Unique("eventfn-missing-")
+	logger, logs := newLogger(t)
+	rec := newRecorder()
+	reg := registry(logger, rec)
+	m := runner.NewMetrics()
+	spec := s.spec(tcpURL())
+	spec.Subscribe, spec.Type = []string{"/amq/queue/" + q}, "order"
+	src, err := fromSpec(spec, s.deps(logger, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := startRunner(t, runner.Config{Rules: parseRules(t, reg, `
+version: 1
+rules:
+  - name: all
+    on: "*"
+    steps:
+      - record: "{{ payload.n }}"
+`), Actions: reg, Sources: []runner.Source{src}, Logger: logger, Metrics: m})
+	want := fmt.Sprintf("broker refused a subscription: queue '%s' in vhost '%s' not found", q, s.vhost)
+	brokertest.WaitFor(t, 15*time.Second, "two attempts refused as not found", func() bool {
+		return strings.Count(logs.String(), want) >= 2
+	})
+	if strings.Contains(logs.String(), "check login, passcode") {
+		t.Error("a missing queue is reported as a login problem")
+	}
+	if err := src.LastError(); err == nil || !strings.Contains(err.Error(), "no queue '"+q+"'") {
+		t.Errorf("LastError = %v, want the broker's not found", err)
+	}
+	if rr.r.Ready() || testutil.ToFloat64(m.Connected.WithLabelValues("broker")) != 0 {
+		t.Error("ready or connected while the queue is missing")
+	}
+	s.b.WaldurQueue(s.vhost, q)
+	rr.waitReady(t, 15*time.Second)
+	s.b.Publish(s.vhost, q, payload(t, map[string]any{"n": "after"}))
+	rec.waitN(t, 1, 15*time.Second)
+	rr.stop(t)
+}
+
 // TestShutdownLetsInFlightPlansSettle: when the runner stops while a plan
 // runs, the connection stays open until the plan is done and its message
 // acknowledged; nothing is left for redelivery.

@@ -330,8 +330,14 @@ func TestBrokerErrorClassification(t *testing.T) {
 	if !refused.AccessRefused() || refused.NotFound() {
 		t.Errorf("refused: %v %v", refused.AccessRefused(), refused.NotFound())
 	}
-	if !notFound.NotFound() {
-		t.Error("not found not recognised")
+	if !notFound.NotFound() || notFound.AccessRefused() {
+		t.Errorf("not found: %v, access refused: %v (its message names the vhost)", notFound.NotFound(), notFound.AccessRefused())
+	}
+	if got := notFound.Missing(); got != "queue 'q' in vhost 'v'" {
+		t.Errorf("Missing = %q", got)
+	}
+	if got := refused.Missing(); got != "" {
+		t.Errorf("Missing of a refusal = %q", got)
 	}
 }
 
