@@ -378,6 +378,9 @@ rules:
 	if strings.Contains(logs.String(), "check login, passcode") {
 		t.Error("a missing queue is reported as a login problem")
 	}
+	if strings.Contains(logs.String(), "connected to broker and subscribed") {
+		t.Error("a subscription refused as not found was taken as confirmed")
+	}
 	if err := src.LastError(); err == nil || !strings.Contains(err.Error(), "no queue '"+q+"'") {
 		t.Errorf("LastError = %v, want the broker's not found", err)
 	}

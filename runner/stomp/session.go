@@ -230,7 +230,20 @@ func (ss *session) connect(ctx context.Context) (*Conn, uint64, <-chan error, er
 	defer t.Stop()
 	select {
 	case <-confirmed:
-		return conn, gen, subErr, nil
+		if !conn.wire.sawError() {
+			return conn, gen, subErr, nil
+		}
+		// An ERROR came before the RECEIPT: wait for go-stomp to report it.
+		select {
+		case err := <-subErr:
+			return fail(err)
+		case <-conn.Dead():
+			return fail(reasonOf(conn, subErr))
+		case <-t.C:
+			return fail(fmt.Errorf("broker sent an ERROR while subscribing and did not close within %s", subscribeTimeout))
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
 	case err := <-subErr:
 		return fail(err)
 	case <-conn.Dead():

@@ -232,6 +232,62 @@ func TestWireAddsHeadersToTheRightFrames(t *testing.T) {
 	}
 }
 
+// An ERROR caused by the receipted SUBSCRIBE carries its receipt-id, and
+// RabbitMQ sends the RECEIPT after it (a missing queue): the ERROR is no
+// receipt, and the wire says it saw one.
+func TestWireSeesAnErrorBeforeTheReceipt(t *testing.T) {
+	read := func(frames ...string) *wire {
+		pc := &pipeConn{}
+		for _, f := range frames {
+			pc.reads = append(pc.reads, []byte(f))
+		}
+		w := newWire(pc)
+		return w
+	}
+	drain := func(w *wire) {
+		buf := make([]byte, 5)
+		for {
+			if _, err := w.Read(buf); err != nil {
+				return
+			}
+		}
+	}
+	errFrame := "ERROR\nmessage:not_found\nreceipt-id:eventfn-subscribed-xyz\n\nNOT_FOUND - no queue 'q'\x00\n"
+	w := read(errFrame)
+	got := w.expect("eventfn-subscribed-xyz")
+	drain(w)
+	select {
+	case <-got:
+		t.Fatal("an ERROR frame taken for the RECEIPT")
+	default:
+	}
+	if !w.sawError() {
+		t.Error("the ERROR frame was not seen")
+	}
+	w = read(errFrame, "RECEIPT\nreceipt-id:eventfn-subscribed-xyz\n\n\x00")
+	got = w.expect("eventfn-subscribed-xyz")
+	drain(w)
+	select {
+	case <-got:
+	default:
+		t.Fatal("the RECEIPT after the ERROR not seen")
+	}
+	if !w.sawError() {
+		t.Error("the ERROR before the RECEIPT was not seen")
+	}
+	w = read("\nMESSAGE\ndestination:/q\n\nERROR\n in a body\x00\nRECEIPT\nreceipt-id:eventfn-subscribed-xyz\n\n\x00")
+	got = w.expect("eventfn-subscribed-xyz")
+	drain(w)
+	select {
+	case <-got:
+	default:
+		t.Fatal("receipt not seen")
+	}
+	if w.sawError() {
+		t.Error("ERROR in a message body taken for an ERROR frame")
+	}
+}
+
 func TestWireSeesReceiptSplitAcrossReads(t *testing.T) {
 	pc := &pipeConn{reads: [][]byte{[]byte("MESSAGE\n\nbody\x00RECEIPT\nreceipt-id:eventfn-sub"), []byte("scribed-xyz\n\n\x00")}}
 	w := newWire(pc)
