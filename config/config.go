@@ -104,7 +104,7 @@ func Parse(path string, src []byte, opts Options) (*Config, error) {
 	if opts.Sources == nil {
 		opts.Sources = sources.Standard()
 	}
-	l := &loader{file: path, lookup: opts.Lookup, unset: map[string]bool{}}
+	l := &loader{file: path, lookup: opts.Lookup, unset: map[string]bool{}, poisoned: map[*yaml.Node]bool{}}
 	c := &Config{Registry: opts.Sources}
 	root := l.parseDoc(src)
 	if root == nil {
@@ -191,6 +191,8 @@ func (l *loader) sources(n *yaml.Node, reg *source.Registry) []*source.Entry {
 			names[e.Name] = l.pos(sn)
 		}
 		switch {
+		case urlNode != nil && l.poisoned[urlNode]:
+			continue // the url uses an unset variable, reported as such
 		case e.URL != "":
 			k, err := reg.ForURL(e.URL)
 			if err != nil {
@@ -205,14 +207,13 @@ func (l *loader) sources(n *yaml.Node, reg *source.Registry) []*source.Entry {
 			}
 		}
 		e.Settings = e.Kind.NewSettings()
-		before := len(l.errs)
-		l.decodeStrict(rest, fmt.Sprintf("%s (%s)", what, e.Kind.Name()), e.Settings)
-		if len(l.errs) > before {
-			continue
-		}
+		bad := l.decodeFields(rest, fmt.Sprintf("%s (%s)", what, e.Kind.Name()), e.Settings)
 		for _, err := range e.Kind.Check(e) {
 			at := sn
 			if ke, ok := err.(*source.KeyError); ok {
+				if bad[ke.Key] {
+					continue // reported already
+				}
 				at = keyNode(sn, ke.Key)
 			}
 			l.errorf(at, "%s: %v", what, err)

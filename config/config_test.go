@@ -115,6 +115,42 @@ func TestEnvExpansion(t *testing.T) {
 	}
 }
 
+// One error per cause: a value using an unset variable, or a refused key,
+// adds no knock-on error; separate causes in one source are all reported.
+func TestOneErrorPerCause(t *testing.T) {
+	_, err := parse(t, `sources:
+  - name: s
+    url: stomp://h
+    qos: 1
+  - name: u
+    url: "${BROKER}"
+    subscribe: [/q]
+  - name: m
+    url: mqtt://h
+    subscribe: [a/b]
+    qos: ${QOS}
+runner: {shutdown_timeout: "${T}"}
+`, nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	got := err.Error()
+	for _, want := range []string{
+		`eventfn.yaml:5:5: unknown key "qos" in source "s" (stomp)`,
+		`eventfn.yaml:3:5: source "s": subscribe: list the destinations`,
+		`eventfn.yaml:7:10: environment variable BROKER is not set`,
+		`eventfn.yaml:12:10: environment variable QOS is not set`,
+		`eventfn.yaml:13:28: environment variable T is not set`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if n := strings.Count(got, "\n") + 1; n != 5 {
+		t.Errorf("%d errors, want 5:\n%s", n, got)
+	}
+}
+
 func TestReadEnvFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "env")
 	if err := os.WriteFile(p, []byte("# comment\nA=1\nexport B=\"two words\"\n\nC='x=y'\n"), 0o600); err != nil {

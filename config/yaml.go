@@ -20,6 +20,9 @@ type loader struct {
 	lookup func(string) (string, bool)
 	// unset holds the variables already reported as unset.
 	unset map[string]bool
+	// poisoned holds the scalars that used an unset variable: their
+	// value is not checked again (one error per cause).
+	poisoned map[*yaml.Node]bool
 }
 
 func (l *loader) pos(n *yaml.Node) rules.Pos {
@@ -93,6 +96,9 @@ func (l *loader) decodeStrict(n *yaml.Node, what string, out any) {
 }
 
 func (l *loader) decodeValue(n *yaml.Node, what string, v reflect.Value) {
+	if l.poisoned[n] {
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		l.errorf(n, "%s: aliases are not allowed here", what)
 		return
@@ -169,6 +175,53 @@ func (l *loader) decodeValue(n *yaml.Node, what string, v reflect.Value) {
 	v.Set(p.Elem())
 }
 
+// decodeFields is decodeStrict for a mapping whose keys are checked again
+// afterwards: it returns the keys that were refused (unknown, or a value
+// of the wrong shape, or one using an unset variable), so that later checks
+// of those keys add no knock-on errors.
+func (l *loader) decodeFields(n *yaml.Node, what string, out any) map[string]bool {
+	bad := map[string]bool{}
+	v := reflect.ValueOf(out).Elem()
+	t := v.Type()
+	fields := map[string]int{}
+	var names []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" || !t.Field(i).IsExported() {
+			continue
+		}
+		fields[name] = i
+		names = append(names, name)
+	}
+	for _, kv := range l.pairs(n, what) {
+		i, ok := fields[kv[0].Value]
+		if !ok {
+			l.errorf(kv[0], "unknown key %q in %s (known: %s)", kv[0].Value, what, strings.Join(names, ", "))
+			bad[kv[0].Value] = true
+			continue
+		}
+		before := len(l.errs)
+		l.decodeValue(kv[1], what+"."+kv[0].Value, v.Field(i))
+		if len(l.errs) > before || l.poisonedBelow(kv[1]) {
+			bad[kv[0].Value] = true
+		}
+	}
+	return bad
+}
+
+// poisonedBelow reports whether n or a node below it used an unset variable.
+func (l *loader) poisonedBelow(n *yaml.Node) bool {
+	if l.poisoned[n] {
+		return true
+	}
+	for _, c := range n.Content {
+		if l.poisonedBelow(c) {
+			return true
+		}
+	}
+	return false
+}
+
 // want names, for people, what a value of type t looks like.
 func want(t reflect.Type) string {
 	switch t.Kind() {
@@ -205,9 +258,12 @@ func (l *loader) expandEnv(n *yaml.Node) {
 			switch {
 			case hasDefault && (!ok || v == ""):
 				return sub[2]
-			case !ok && !l.unset[name]:
-				l.unset[name] = true
-				l.errorf(n, "environment variable %s is not set: set it, give it in a file with --env-file FILE, or write ${%s:-default}", name, name)
+			case !ok:
+				l.poisoned[n] = true
+				if !l.unset[name] {
+					l.unset[name] = true
+					l.errorf(n, "environment variable %s is not set: set it, give it in a file with --env-file FILE, or write ${%s:-default}", name, name)
+				}
 			}
 			return v
 		})
