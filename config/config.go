@@ -78,8 +78,8 @@ type Options struct {
 	Lookup func(string) (string, bool)
 }
 
-// Keys are the top-level keys this package reads itself.
-var Keys = []string{"sources", "runner", "waldur", "slurm"}
+// Keys returns the top-level keys this package reads itself.
+func Keys() []string { return []string{"sources", "runner", "waldur", "slurm"} }
 
 // Load reads and checks an eventfn file and its includes. On any problem
 // it returns a rules.ErrorList holding every problem, each with its
@@ -127,10 +127,10 @@ func Parse(path string, src []byte, opts Options) (*Config, error) {
 			case k.Value == "slurm":
 				l.expandEnv(v)
 				l.decodeStrict(v, "slurm", &c.Slurm)
-			case slices.Contains(rules.Keys, k.Value):
+			case slices.Contains(rules.Keys(), k.Value):
 				rulesRoot.Content = append(rulesRoot.Content, k, v)
 			default:
-				l.errorf(k, "unknown key %q (known: %s)", k.Value, strings.Join(append(slices.Clone(rules.Keys), Keys...), ", "))
+				l.errorf(k, "unknown key %q (known: %s)", k.Value, strings.Join(append(rules.Keys(), Keys()...), ", "))
 			}
 		}
 	} else {

@@ -67,9 +67,17 @@ type Options struct {
 // DialFunc opens a publisher for the URL in o.
 type DialFunc func(ctx context.Context, o Options) (Publisher, error)
 
-// families are the publishers of each source kind that has one, by the
-// kind's name in the source registry.
-var families = map[string]DialFunc{"stomp": DialSTOMP, "mqtt": DialMQTT}
+// family returns the publisher of a source kind, by the kind's name in the
+// source registry, or nil when the kind has none.
+func family(kind string) DialFunc {
+	switch kind {
+	case "stomp":
+		return DialSTOMP
+	case "mqtt":
+		return DialMQTT
+	}
+	return nil
+}
 
 // Dialers maps URL schemes to the transports that publish to them: the
 // schemes of every source kind with a publisher, as the source registry
@@ -77,7 +85,7 @@ var families = map[string]DialFunc{"stomp": DialSTOMP, "mqtt": DialMQTT}
 func Dialers() map[string]DialFunc {
 	d := map[string]DialFunc{}
 	for _, k := range sources.Standard().Kinds() {
-		if dial, ok := families[k.Name()]; ok {
+		if dial := family(k.Name()); dial != nil {
 			for _, s := range k.Schemes() {
 				d[s] = dial
 			}

@@ -108,12 +108,14 @@ func Load(path string, opts Options) (*Ruleset, error) {
 	return Parse(path, src, opts)
 }
 
-// Keys are the top-level keys of a rules file that this package reads;
+// Keys returns the top-level keys of a rules file that this package reads;
 // the config package reads the others (sources, runner, waldur, slurm).
-var Keys = []string{"version", "vars", "env", "secrets", "defaults", "include", "rules"}
+func Keys() []string {
+	return []string{"version", "vars", "env", "secrets", "defaults", "include", "rules"}
+}
 
 // Parse checks a rules file given as bytes; path names it in errors and
-// anchors its includes. The file may hold only the keys in Keys: the whole
+// anchors its includes. The file may hold only the keys of Keys: the whole
 // eventfn file is read by the config package, which hands the rules part
 // to ParseNode.
 func Parse(path string, src []byte, opts Options) (*Ruleset, error) {
@@ -230,7 +232,7 @@ func (p *parser) parseMain(root *yaml.Node, dir string) {
 		case "rules":
 			rulesNode = v
 		default:
-			p.errorf(k, "", "unknown key %q (known: %s)", k.Value, strings.Join(Keys, ", "))
+			p.errorf(k, "", "unknown key %q (known: %s)", k.Value, strings.Join(Keys(), ", "))
 		}
 	}
 	if !sawVersion {
