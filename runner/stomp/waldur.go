@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/runner/broker"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -107,7 +108,8 @@ type waldurReg struct {
 
 // register runs the registration until it succeeds or ctx ends.
 func (w *waldurReg) register(ctx context.Context) ([]ConnConfig, error) {
-	for failures := 0; ; {
+	retry := broker.Retry{Backoff: w.src.cfg.Backoff}
+	for {
 		conns, err := w.registerOnce(ctx)
 		if err == nil {
 			return conns, nil
@@ -115,11 +117,10 @@ func (w *waldurReg) register(ctx context.Context) ([]ConnConfig, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		failures++
-		delay := w.src.cfg.Backoff.Delay(failures)
+		delay := retry.Failed()
 		w.src.setLastError(err)
 		w.src.log.Error("registration with Waldur failed; retrying", "error", err.Error(),
-			"attempt", failures, "retry_in", delay.Round(time.Millisecond).String())
+			"attempt", retry.Failures(), "retry_in", delay.Round(time.Millisecond).String())
 		sleep(ctx, delay)
 	}
 }
