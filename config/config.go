@@ -6,6 +6,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -138,8 +139,8 @@ func Parse(path string, src []byte, opts Options) (*Config, error) {
 	}
 	rs, err := rules.ParseNode(path, rulesRoot, opts.Rules)
 	if err != nil {
-		el, ok := err.(rules.ErrorList)
-		if !ok {
+		var el rules.ErrorList
+		if !errors.As(err, &el) {
 			return nil, err
 		}
 		l.errs = append(l.errs, el...)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -189,6 +190,26 @@ func TestDeliverableTypes(t *testing.T) {
 	}
 	if c.Sources[4].Kind.Name() != "waldur" {
 		t.Errorf("a waldur: section without url is a %s source", c.Sources[4].Kind.Name())
+	}
+}
+
+// YAML anchors share settings between sources.
+func TestAliases(t *testing.T) {
+	c, err := parse(t, `sources:
+  - name: a
+    url: stomp+ssl://h
+    subscribe: [/amq/queue/a]
+    tls: &tls {ca_file: ca.pem}
+  - name: b
+    url: stomp+ssl://h
+    subscribe: [/amq/queue/b]
+    tls: *tls
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.Sources[1].Settings); !strings.Contains(got, "ca.pem") {
+		t.Errorf("the aliased tls: %s", got)
 	}
 }
 

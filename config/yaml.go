@@ -100,7 +100,11 @@ func (l *loader) decodeValue(n *yaml.Node, what string, v reflect.Value) {
 		return
 	}
 	if n.Kind == yaml.AliasNode {
-		l.errorf(n, "%s: aliases are not allowed here", what)
+		// Settings have a fixed shape, so following an alias cannot
+		// multiply the work beyond the text's size.
+		if n.Alias != nil {
+			l.decodeValue(n.Alias, what, v)
+		}
 		return
 	}
 	t := v.Type()
