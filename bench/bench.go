@@ -6,7 +6,7 @@
 // other, each in a process of its own:
 //
 //   - eventfn: the real pipeline, as `eventfn run` builds it (the source
-//     built from a SourceSpec by the stomp or mqtt package, the runner with
+//     built from its settings by the source registry, the runner with
 //     its dispatcher, journal, metrics and per-message log line, the rules,
 //     the standard actions);
 //   - bare: the baseline, a bare go-stomp (STOMP) or paho (MQTT) consumer
@@ -53,8 +53,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventfn/eventfn/config"
+	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/publish"
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner/stomp"
 )
 
@@ -70,7 +71,7 @@ type Options struct {
 	// credentials, to the management API.
 	Login, Passcode string
 	// TLS configures TLS schemes.
-	TLS rules.TLSSpec
+	TLS creds.TLSSpec
 	// Management is RabbitMQ's management API (e.g. http://127.0.0.1:15672).
 	// The benchmark then works in a virtual host of its own, deleted at the
 	// end, with a Waldur-style queue per consumer run. Empty: no
@@ -241,7 +242,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if family == familyMQTT && o.Prefetch != 0 {
 		return nil, errors.New("MQTT's prefetch is the broker's (RabbitMQ mqtt.prefetch, default 10), not the client's")
 	}
-	rs, err := loadRules(o.Rules)
+	cfg, err := loadRules(o.Rules)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +252,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	d := &driver{o: o, family: family, log: o.Logger,
 		conn: connInfo{url: o.URL, vhost: o.VHost, login: o.Login, passcode: o.Passcode, tls: o.TLS},
 		pub:  connInfo{url: o.PublishURL, vhost: o.VHost, login: o.Login, passcode: o.Passcode, tls: o.TLS}}
-	rep := d.newReport(rs)
+	rep := d.newReport(cfg)
 	if o.Management != "" {
 		d.mg = newManagement(o.Management, o.Login, o.Passcode)
 		if rep.Machine.Broker, err = d.mg.version(ctx); err != nil {
@@ -298,9 +299,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-func (d *driver) newReport(rs *rules.Ruleset) *Report {
+func (d *driver) newReport(cfg *config.Config) *Report {
 	o := d.o
-	rep := &Report{Mode: "drain", URL: o.URL, Count: o.Count, Machine: machine(), RuleCount: len(rs.Rules),
+	rep := &Report{Mode: "drain", URL: o.URL, Count: o.Count, Machine: machine(), RuleCount: len(cfg.Rules.Rules),
 		Rules: o.Rules, Journal: "memory", Concurrency: o.Concurrency, LoadStart: loadAverage()}
 	rep.Transport, _, _ = strings.Cut(o.URL, "://")
 	if o.Rate > 0 {
@@ -313,7 +314,7 @@ func (d *driver) newReport(rs *rules.Ruleset) *Report {
 		rep.Journal = "bbolt in " + o.StateDir
 	}
 	if rep.Concurrency <= 0 {
-		rep.Concurrency = rs.Runner.Concurrency
+		rep.Concurrency = cfg.Runner.Concurrency
 	}
 	if rep.Concurrency <= 0 {
 		rep.Concurrency = 8 // the runner's default

@@ -14,7 +14,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eventfn/eventfn/runner/mqtt"
-	"github.com/eventfn/eventfn/runner/stomp"
+	"github.com/eventfn/eventfn/runner/sources"
+	sourcekit "github.com/eventfn/eventfn/source"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -24,24 +25,21 @@ const (
 	familyMQTT  = "mqtt"
 )
 
-// familyOf returns the transport family of a broker URL.
+// familyOf returns the transport family of a broker URL: the name of the
+// source kind the source registry gives its scheme (as for `eventfn run`),
+// which must be a broker's.
 func familyOf(raw string) (string, error) {
-	scheme, _, ok := strings.Cut(raw, "://")
-	if !ok {
+	if _, _, ok := strings.Cut(raw, "://"); !ok {
 		return "", fmt.Errorf("%q is not a broker URL (want e.g. stomp+ws://127.0.0.1:15674/ws)", raw)
 	}
-	scheme = strings.ToLower(scheme)
-	for _, s := range stomp.Schemes {
-		if scheme == s {
-			return familySTOMP, nil
-		}
+	f, err := sources.Standard().Family(raw)
+	if err != nil {
+		return "", err
 	}
-	for _, s := range mqtt.Schemes() {
-		if scheme == s {
-			return familyMQTT, nil
-		}
+	if f != familySTOMP && f != familyMQTT {
+		return "", fmt.Errorf("%s is not a broker's scheme (want a stomp or mqtt one)", sourcekit.Scheme(raw))
 	}
-	return "", fmt.Errorf("unsupported scheme %q (want stomp, stomp+ssl, stomp+ws, stomp+wss, mqtt, mqtts, mqtt+ws or mqtt+wss)", scheme)
+	return f, nil
 }
 
 // management talks to RabbitMQ's management API: a virtual host per

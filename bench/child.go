@@ -15,13 +15,12 @@ import (
 	"time"
 
 	"github.com/eventfn/eventfn/internal/creds"
-	"github.com/eventfn/eventfn/rules"
 )
 
 // Roles of consumer processes.
 const (
-	// RoleEventfn runs eventfn's pipeline: the real source built from a
-	// SourceSpec, the runner, the rules and the actions.
+	// RoleEventfn runs eventfn's pipeline: the real source built from its
+	// settings, the runner, the rules and the actions.
 	RoleEventfn = "eventfn"
 	// RoleBare runs the baseline: a bare go-stomp (or paho) consumer on the
 	// same transport, ack mode and prefetch, acknowledging each message as
@@ -44,7 +43,7 @@ const (
 // connInfo says how to reach the broker.
 type connInfo struct {
 	url, vhost, login, passcode string
-	tls                         rules.TLSSpec
+	tls                         creds.TLSSpec
 }
 
 // tlsHost returns the host TLS verifies for a broker URL.
@@ -65,7 +64,7 @@ type job struct {
 	URL         string        `json:"url"`
 	VHost       string        `json:"vhost,omitempty"`
 	Login       string        `json:"login,omitempty"`
-	TLS         rules.TLSSpec `json:"tls"`
+	TLS         creds.TLSSpec `json:"tls"`
 	Destination string        `json:"destination"`         // STOMP destination or MQTT topic filter
 	ClientID    string        `json:"client_id,omitempty"` // MQTT session
 	Prefetch    int           `json:"prefetch,omitempty"`

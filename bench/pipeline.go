@@ -15,14 +15,16 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/config"
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/publish"
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/journal"
 	"github.com/eventfn/eventfn/runner/mqtt"
+	"github.com/eventfn/eventfn/runner/sources"
 	"github.com/eventfn/eventfn/runner/stomp"
+	sourcekit "github.com/eventfn/eventfn/source"
 	"github.com/eventfn/eventfn/telemetry"
 	"github.com/eventfn/eventfn/waldur"
 )
@@ -38,11 +40,11 @@ func EmbeddedRules() []byte { return append([]byte(nil), defaultRules...) }
 // embeddedName names the embedded rules file in reports and errors.
 const embeddedName = "embedded bench/rules.yaml"
 
-func loadRules(path string) (*rules.Ruleset, error) {
+func loadRules(path string) (*config.Config, error) {
 	if path == "" {
-		return rules.Parse(embeddedName, defaultRules, rules.Options{})
+		return config.Parse(embeddedName, defaultRules, config.Options{})
 	}
-	return rules.Load(path, rules.Options{})
+	return config.Load(path, config.Options{})
 }
 
 // The measurement hooks. They sit where eventfn has extension points, so
@@ -154,10 +156,11 @@ func (s meteredSettler) DeadLetter(ctx context.Context, reason string) error {
 // runEventfn runs eventfn's pipeline as `eventfn run` builds it, with the
 // job's source instead of the rules file's sources.
 func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready func(), res *result, stderr io.Writer) error {
-	rs, err := loadRules(j.Rules)
+	cfg, err := loadRules(j.Rules)
 	if err != nil {
 		return err
 	}
+	rs := cfg.Rules
 	res.Rules = len(rs.Rules)
 	secrets, err := rs.ReadSecrets(os.LookupEnv)
 	if err != nil {
@@ -186,31 +189,31 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 		return err
 	}
 	var wc actions.WaldurCaller
-	if rs.Waldur.APIURL != "" {
-		token, err := creds.Secret(rs.Waldur.TokenFile, rs.Waldur.TokenEnv, nil)
+	if cfg.Waldur.APIURL != "" {
+		token, err := creds.Secret(cfg.Waldur.TokenFile, cfg.Waldur.TokenEnv, nil)
 		if err != nil {
 			return fmt.Errorf("waldur: %w", err)
 		}
-		c, err := waldur.New(rs.Waldur.APIURL, token)
+		c, err := waldur.New(cfg.Waldur.APIURL, token)
 		if err != nil {
 			return fmt.Errorf("waldur: %w", err)
 		}
 		wc = actions.WaldurClient(c)
 	}
-	std := actions.Standard(actions.Options{Logger: logger, Slurm: rs.Slurm, Waldur: wc})
+	std := actions.Standard(actions.Options{Logger: logger, Slurm: cfg.Slurm, Waldur: wc})
 	reg := actions.NewRegistry()
 	for _, kind := range std.Kinds() {
 		a, _ := std.Get(kind)
 		reg.Register(kind, std.Specs()[kind], timedAction{inner: a, m: m, delay: j.ActionDelay})
 	}
-	jn, err := openJournal(j.StateDir, rs, logger)
+	jn, err := openJournal(j.StateDir, cfg.Runner, logger)
 	if err != nil {
 		return err
 	}
 	defer jn.Close()
 	concurrency := j.Concurrency
 	if concurrency <= 0 {
-		concurrency = rs.Runner.Concurrency
+		concurrency = cfg.Runner.Concurrency
 	}
 	// The tracer provider `eventfn run` uses: a no-op one unless the
 	// OTEL_* variables ask for an exporter.
@@ -222,7 +225,7 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 	r := runner.New(runner.Config{
 		Rules: rs, Actions: reg, Sources: []runner.Source{meteredSource{Source: src, m: m}},
 		Logger: logger, Metrics: metrics, Journal: jn, Secrets: secrets, Concurrency: concurrency,
-		Limits: event.Limits{MaxBytes: rs.Runner.MaxBody}, ShutdownTimeout: rs.Runner.ShutdownTimeout,
+		Limits: event.Limits{MaxBytes: cfg.Runner.MaxBody}, ShutdownTimeout: cfg.Runner.ShutdownTimeout,
 		TracerProvider: tp, Propagator: stampPropagator{telemetry.Propagator()},
 	})
 	rctx, stop := context.WithCancel(ctx)
@@ -259,48 +262,60 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 	return err
 }
 
-// source builds the job's source from a SourceSpec, as `eventfn run`
-// builds the sources of a rules file.
+// source builds the job's source from its settings, with the kind the
+// source registry gives the URL, as `eventfn run` builds the sources of a
+// rules file.
 func source(j job, passcode string, logger *slog.Logger, metrics *runner.Metrics) (runner.Source, error) {
-	spec := rules.SourceSpec{Name: "bench", URL: j.URL, VHost: j.VHost, Login: j.Login,
-		Subscribe: []string{j.Destination}, TLS: j.TLS}
-	if j.Login != "" {
-		spec.PasscodeEnv = PasscodeEnv
-	}
 	lookup := func(k string) (string, bool) {
 		if k == PasscodeEnv {
 			return passcode, true
 		}
 		return os.LookupEnv(k)
 	}
+	var settings any
 	family, err := familyOf(j.URL)
 	if err != nil {
 		return nil, err
 	}
 	if family == familyMQTT {
-		spec.ClientID, spec.QoS = j.ClientID, 1
-		return mqtt.FromSpec(spec, mqtt.Deps{Logger: logger, Metrics: metrics, DrainTimeout: 10 * time.Second})
+		s := mqtt.Settings{VHost: j.VHost, Login: j.Login, Subscribe: []string{j.Destination}, TLS: j.TLS,
+			ClientID: j.ClientID, QoS: 1}
+		if j.Login != "" {
+			s.PasscodeEnv = PasscodeEnv
+		}
+		settings = &s
+	} else {
+		s := stomp.Settings{VHost: j.VHost, Login: j.Login, Subscribe: []string{j.Destination}, TLS: j.TLS,
+			Prefetch: j.Prefetch}
+		if j.Login != "" {
+			s.PasscodeEnv = PasscodeEnv
+		}
+		settings = &s
 	}
-	spec.Prefetch = j.Prefetch
-	return stomp.FromSpec(spec, stomp.Deps{Logger: logger, Metrics: metrics, DrainTimeout: 10 * time.Second,
+	kind, err := sources.Standard().ForURL(j.URL)
+	if err != nil {
+		return nil, err
+	}
+	e := &sourcekit.Entry{Name: "bench", URL: j.URL, Kind: kind, Settings: settings}
+	return kind.Build(e, sourcekit.Deps{Logger: logger, Metrics: metrics, DrainTimeout: 10 * time.Second,
 		Version: "bench", LookupEnv: lookup})
 }
 
 // openJournal opens the de-duplication journal as `eventfn run` does: in
 // memory, or bbolt in dir.
-func openJournal(dir string, rs *rules.Ruleset, logger *slog.Logger) (runner.Journal, error) {
+func openJournal(dir string, spec config.RunnerSpec, logger *slog.Logger) (runner.Journal, error) {
 	if dir == "" {
-		maxAge := rs.Runner.JournalMaxAge
+		maxAge := spec.JournalMaxAge
 		if maxAge <= 0 {
 			maxAge = journal.DefaultMaxAge
 		}
-		return runner.NewMemoryJournal(maxAge, rs.Runner.JournalMaxEntries), nil
+		return runner.NewMemoryJournal(maxAge, spec.JournalMaxEntries), nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return journal.Open(filepath.Clean(dir), journal.Options{MaxAge: rs.Runner.JournalMaxAge,
-		MaxEntries: rs.Runner.JournalMaxEntries, Logger: logger})
+	return journal.Open(filepath.Clean(dir), journal.Options{MaxAge: spec.JournalMaxAge,
+		MaxEntries: spec.JournalMaxEntries, Logger: logger})
 }
 
 // collect reads the runner's counters into r.

@@ -11,11 +11,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/eventfn/eventfn/rules"
+	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/runner/mqtt"
 )
-
-func mqttSchemes() []string { return mqtt.Schemes() }
 
 // mqttPublisher publishes over one MQTT connection.
 type mqttPublisher struct {
@@ -48,7 +46,7 @@ func DialMQTT(ctx context.Context, o Options) (Publisher, error) {
 		opts.SetUsername(user).SetPassword(o.Passcode)
 	}
 	if mqtt.IsSecure(o.URL) {
-		conf, err := mqtt.TLSConfig(rules.TLSSpec{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+		conf, err := mqtt.TLSConfig(creds.TLSSpec{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
 			ServerName: o.ServerName, InsecureSkipVerify: o.InsecureSkipVerify})
 		if err != nil {
 			return nil, err

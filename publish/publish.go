@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/eventfn/eventfn/event"
+	"github.com/eventfn/eventfn/runner/sources"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -66,17 +67,29 @@ type Options struct {
 // DialFunc opens a publisher for the URL in o.
 type DialFunc func(ctx context.Context, o Options) (Publisher, error)
 
-// Dialers maps URL schemes to the transports that publish to them.
-//
-// Extension point: a transport adds its schemes here (the MQTT publisher:
-// mqtt, mqtts, mqtt+ws, mqtt+wss).
+// family returns the publisher of a source kind, by the kind's name in the
+// source registry, or nil when the kind has none.
+func family(kind string) DialFunc {
+	switch kind {
+	case "stomp":
+		return DialSTOMP
+	case "mqtt":
+		return DialMQTT
+	}
+	return nil
+}
+
+// Dialers maps URL schemes to the transports that publish to them: the
+// schemes of every source kind with a publisher, as the source registry
+// (runner/sources) assigns them.
 func Dialers() map[string]DialFunc {
 	d := map[string]DialFunc{}
-	for _, s := range stompSchemes() {
-		d[s] = DialSTOMP
-	}
-	for _, s := range mqttSchemes() {
-		d[s] = DialMQTT
+	for _, k := range sources.Standard().Kinds() {
+		if dial := family(k.Name()); dial != nil {
+			for _, s := range k.Schemes() {
+				d[s] = dial
+			}
+		}
 	}
 	return d
 }

@@ -13,8 +13,6 @@ import (
 	"github.com/eventfn/eventfn/runner/stomp"
 )
 
-func stompSchemes() []string { return stomp.Schemes }
-
 // stompPublisher publishes over one STOMP connection.
 type stompPublisher struct {
 	c     *stomp.Conn

@@ -31,14 +31,6 @@ type Ruleset struct {
 	Defaults Defaults
 	// Rules in file order (the main file's, then each include's).
 	Rules []*Rule
-	// Sources configure where events come from (used by `run`).
-	Sources []SourceSpec
-	// Runner holds the settings of `run`.
-	Runner RunnerSpec
-	// Waldur configures the Waldur API used by waldur steps.
-	Waldur WaldurSpec
-	// Slurm configures slurm steps.
-	Slurm actions.SlurmConfig
 
 	byType map[string][]*Rule
 	// indexes hold, per type of byType, its rules indexed by a guarded
@@ -56,99 +48,6 @@ type Defaults struct {
 type SecretRef struct {
 	File string `yaml:"file"`
 	Env  string `yaml:"env"`
-}
-
-// RunnerSpec holds the settings of `eventfn run`.
-type RunnerSpec struct {
-	// Concurrency bounds the plans running at once (default 8).
-	Concurrency int `yaml:"concurrency"`
-	// StateDir holds the de-duplication journal; empty keeps it in memory.
-	StateDir string `yaml:"state_dir"`
-	// ShutdownTimeout bounds how long in-flight plans may finish on SIGTERM.
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// Listen is the address of /healthz, /readyz and /metrics ("" = off).
-	Listen string `yaml:"listen"`
-	// MaxBody is the largest message accepted, in bytes (default 1 MiB).
-	MaxBody int `yaml:"max_body"`
-	// JournalMaxAge and JournalMaxEntries bound the de-duplication journal.
-	JournalMaxAge     time.Duration `yaml:"journal_max_age"`
-	JournalMaxEntries int           `yaml:"journal_max_entries"`
-	// SentryDSN, when set, reports failed plans to Sentry.
-	SentryDSN string `yaml:"sentry_dsn"`
-}
-
-// WaldurSpec configures the Waldur API client.
-type WaldurSpec struct {
-	APIURL    string `yaml:"api_url"`
-	TokenFile string `yaml:"token_file"`
-	TokenEnv  string `yaml:"token_env"`
-}
-
-// TLSSpec configures a source's TLS.
-type TLSSpec struct {
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-}
-
-// WaldurSourceSpec configures a source that registers with Waldur.
-type WaldurSourceSpec struct {
-	APIURL      string   `yaml:"api_url"`
-	TokenFile   string   `yaml:"token_file"`
-	TokenEnv    string   `yaml:"token_env"`
-	Offerings   []string `yaml:"offerings"`
-	ObjectTypes []string `yaml:"object_types"`
-	Mode        string   `yaml:"mode"`
-	BrokerURL   string   `yaml:"broker_url"`
-	AgentName   string   `yaml:"agent_name"`
-}
-
-// SourceSpec configures one source of events.
-type SourceSpec struct {
-	Name string `yaml:"name"`
-	// URL selects the transport: file:PATH, http://ADDR/events,
-	// stomp://, stomp+ssl://, stomp+ws://, stomp+wss://, mqtt://, mqtts://,
-	// mqtt+ws://, mqtt+wss://, waldur.
-	URL          string   `yaml:"url"`
-	VHost        string   `yaml:"vhost"`
-	Login        string   `yaml:"login"`
-	PasscodeFile string   `yaml:"passcode_file"`
-	PasscodeEnv  string   `yaml:"passcode_env"`
-	Subscribe    []string `yaml:"subscribe"`
-	Prefetch     int      `yaml:"prefetch"`
-	// Type fixes the event type; else it is derived from the destination.
-	Type string `yaml:"type"`
-	// TypeField names a payload field holding the type (consumer queue).
-	TypeField string `yaml:"type_field"`
-	// OnFailure is ack (default) or dead-letter.
-	OnFailure  string        `yaml:"on_failure"`
-	DeadLetter string        `yaml:"dead_letter"`
-	Heartbeat  time.Duration `yaml:"heartbeat"`
-	TLS        TLSSpec       `yaml:"tls"`
-	// Follow keeps a file source reading as the file grows.
-	Follow bool `yaml:"follow"`
-	// Format of a file or http source's events: envelope (default) or payload.
-	Format   string `yaml:"format"`
-	ClientID string `yaml:"client_id"`
-	QoS      int    `yaml:"qos"`
-	// TypeSegment picks the MQTT topic segment holding the event type: 1 is
-	// the first, -1 the last (the default, when 0).
-	TypeSegment int `yaml:"type_segment"`
-	// MessageID is how an MQTT source identifies messages for
-	// de-duplication: hash (default: sha256 of vhost, topic and payload, as
-	// Waldur computes x-message-id) or none.
-	MessageID string `yaml:"message_id"`
-	// DedupKey is an expression for the de-duplication key (default: the
-	// message id header).
-	DedupKey string            `yaml:"dedup_key"`
-	Waldur   *WaldurSourceSpec `yaml:"waldur"`
-	// Timer makes a timer source (runner/timer decodes it: every, cron,
-	// at_start).
-	Timer yaml.Node `yaml:"timer"`
-
-	Pos Pos `yaml:"-"`
 }
 
 // Rule maps events of some types, filtered by a condition, to steps.
@@ -216,9 +115,29 @@ func Load(path string, opts Options) (*Ruleset, error) {
 	return Parse(path, src, opts)
 }
 
+// Keys returns the top-level keys of a rules file that this package reads;
+// the config package reads the others (sources, runner, waldur, slurm).
+func Keys() []string {
+	return []string{"version", "vars", "env", "secrets", "defaults", "include", "rules"}
+}
+
 // Parse checks a rules file given as bytes; path names it in errors and
-// anchors its includes.
+// anchors its includes. The file may hold only the keys of Keys: the whole
+// eventfn file is read by the config package, which hands the rules part
+// to ParseNode.
 func Parse(path string, src []byte, opts Options) (*Ruleset, error) {
+	l := &loader{file: path}
+	root := parseDoc(l, src)
+	if root == nil {
+		return nil, l.errs.sorted()
+	}
+	return ParseNode(path, root, opts)
+}
+
+// ParseNode checks the rules part of a file already parsed as YAML: root
+// is its top-level mapping, holding keys of Keys only; path names it in
+// errors and anchors its includes.
+func ParseNode(path string, root *yaml.Node, opts Options) (*Ruleset, error) {
 	if opts.Kinds == nil {
 		opts.Kinds = actions.SpecsOnly()
 	}
@@ -228,7 +147,7 @@ func Parse(path string, src []byte, opts Options) (*Ruleset, error) {
 	rs := &Ruleset{Files: []string{path}, Vars: map[string]any{}, Env: map[string]any{}, Defaults: DefaultDefaults}
 	l := &loader{file: path, lookup: opts.Lookup}
 	p := &parser{loader: l, rs: rs, opts: opts, names: map[string]Pos{}}
-	p.parseMain(src, filepath.Dir(path))
+	p.parseMain(root, filepath.Dir(path))
 	if len(l.errs) > 0 {
 		return nil, l.errs.sorted()
 	}
@@ -259,11 +178,7 @@ func parseDoc(l *loader, src []byte) *yaml.Node {
 	return doc.Content[0]
 }
 
-func (p *parser) parseMain(src []byte, dir string) {
-	root := parseDoc(p.loader, src)
-	if root == nil {
-		return
-	}
+func (p *parser) parseMain(root *yaml.Node, dir string) {
 	var includes []*yaml.Node
 	var rulesNode *yaml.Node
 	sawVersion := false
@@ -323,30 +238,8 @@ func (p *parser) parseMain(src []byte, dir string) {
 			}
 		case "rules":
 			rulesNode = v
-		case "sources":
-			p.expandEnv(v)
-			if v.Kind != yaml.SequenceNode {
-				p.errorf(v, "", "sources must be a list")
-				continue
-			}
-			for _, sn := range v.Content {
-				var s SourceSpec
-				p.decodeStrict(sn, "", "source", &s)
-				s.Pos = p.pos(sn)
-				p.checkSource(sn, &s)
-				p.rs.Sources = append(p.rs.Sources, s)
-			}
-		case "runner":
-			p.expandEnv(v)
-			p.decodeStrict(v, "", "runner", &p.rs.Runner)
-		case "waldur":
-			p.expandEnv(v)
-			p.decodeStrict(v, "", "waldur", &p.rs.Waldur)
-		case "slurm":
-			p.expandEnv(v)
-			p.decodeStrict(v, "", "slurm", &p.rs.Slurm)
 		default:
-			p.errorf(k, "", "unknown key %q (known: version, vars, env, secrets, defaults, include, rules, sources, runner, waldur, slurm)", k.Value)
+			p.errorf(k, "", "unknown key %q (known: %s)", k.Value, strings.Join(Keys(), ", "))
 		}
 	}
 	if !sawVersion {
@@ -398,33 +291,6 @@ func (p *parser) include(n *yaml.Node, dir string) {
 			}
 		}
 		p.file = saved
-	}
-}
-
-func (p *parser) checkSource(n *yaml.Node, s *SourceSpec) {
-	if s.Name == "" {
-		p.errorf(n, "", "source without a name")
-	}
-	if s.URL == "" && s.Waldur == nil && s.Timer.Kind == 0 {
-		p.errorf(n, "", "source %q: missing url", s.Name)
-	}
-	switch s.OnFailure {
-	case "", "ack", "dead-letter":
-	default:
-		p.errorf(n, "", "source %q: on_failure %q: want ack or dead-letter", s.Name, s.OnFailure)
-	}
-	if s.OnFailure == "dead-letter" && s.DeadLetter == "" && !strings.HasPrefix(s.URL, "stomp") && s.Waldur == nil {
-		p.errorf(n, "", "source %q: on_failure dead-letter needs dead_letter (a destination)", s.Name)
-	}
-	switch s.MessageID {
-	case "", "hash", "none":
-	default:
-		p.errorf(n, "", "source %q: message_id %q: want hash or none", s.Name, s.MessageID)
-	}
-	if s.DedupKey != "" {
-		if _, err := compileExpr(s.DedupKey, p.pos(n), false); err != nil {
-			p.errorf(n, "", "source %q: dedup_key: %v", s.Name, err)
-		}
 	}
 }
 

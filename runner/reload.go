@@ -30,6 +30,9 @@ type Reloader struct {
 	Runner *Runner
 	// Load reads and checks the rules file afresh.
 	Load func() (*rules.Ruleset, error)
+	// Static, when set, names the sections read only at start that differ
+	// in the file Load last read successfully (see config.StaticChanges).
+	Static func() []string
 	// Logger receives one line per reload (default: the runner's).
 	Logger *slog.Logger
 	// Debounce is how long the files must be quiet after a change before
@@ -67,7 +70,11 @@ func (rl *Reloader) Reload(reason string) error {
 	m.Reloads.WithLabelValues("ok").Inc()
 	log.Info("rules reloaded", "reason", reason, "rules", len(rs.Rules), "files", len(rs.Files))
 	if old != nil {
-		if changed := staticChanges(old, rs); len(changed) > 0 {
+		changed := staticChanges(old, rs)
+		if rl.Static != nil {
+			changed = append(rl.Static(), changed...)
+		}
+		if len(changed) > 0 {
 			log.Warn("rules reloaded, but these sections are read only at start: restart eventfn to apply them",
 				"sections", strings.Join(changed, ", "))
 		}
@@ -216,35 +223,13 @@ func relevant(ev fsnotify.Event, files map[string]bool) bool {
 	return ev.Has(fsnotify.Create) && (ext == ".yaml" || ext == ".yml")
 }
 
-// staticChanges names the sections that differ between two rulesets but
-// are used only at start.
+// staticChanges names the rules-file sections that differ between two
+// rulesets but are used only at start.
 func staticChanges(old, cur *rules.Ruleset) []string {
-	var out []string
-	if !reflect.DeepEqual(stripPos(old.Sources), stripPos(cur.Sources)) {
-		out = append(out, "sources")
-	}
-	if !reflect.DeepEqual(old.Runner, cur.Runner) {
-		out = append(out, "runner")
-	}
-	if !reflect.DeepEqual(old.Waldur, cur.Waldur) {
-		out = append(out, "waldur")
-	}
-	if !reflect.DeepEqual(old.Slurm, cur.Slurm) {
-		out = append(out, "slurm")
-	}
 	if !reflect.DeepEqual(old.Secrets, cur.Secrets) {
-		out = append(out, "secrets")
+		return []string{"secrets"}
 	}
-	return out
-}
-
-func stripPos(specs []rules.SourceSpec) []rules.SourceSpec {
-	out := make([]rules.SourceSpec, len(specs))
-	for i, s := range specs {
-		s.Pos = rules.Pos{}
-		out[i] = s
-	}
-	return out
+	return nil
 }
 
 func (rl *Reloader) logger() *slog.Logger {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/eventfn/eventfn/bench"
 	"github.com/eventfn/eventfn/internal/creds"
-	"github.com/eventfn/eventfn/rules"
 )
 
 const benchUsage = `usage: eventfn bench [--to URL] [--count N | --rate R --duration D] [-c FILE]
@@ -114,7 +113,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(2, "%v", err)
 	}
 	o := bench.Options{URL: *to, PublishURL: *publishTo, Login: *login, Passcode: passcode,
-		TLS:        rules.TLSSpec{CAFile: *caFile, InsecureSkipVerify: *insecure},
+		TLS:        creds.TLSSpec{CAFile: *caFile, InsecureSkipVerify: *insecure},
 		Management: *mgmt, VHost: *vhost, Rules: *cfg, Count: *count, Rate: *perSecond, Duration: *duration,
 		Prefetch: *prefetch, Concurrency: *concurrency, ActionDelay: *actionDelay, StateDir: *stateDir,
 		Baseline: *baseline, Peer: *peer, PeerAck: *peerAck, Rounds: *rounds, Timeout: *timeout, LogFile: *logFile, CPUProfile: *cpuProfile,

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/eventfn/eventfn/config"
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/rules/ruletest"
@@ -29,6 +30,7 @@ example:
 func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", validateUsage, stderr)
 	cfg := fs.String("c", "", "rules file (default $EVENTFN_CONFIG)")
+	envFile := fs.String("env-file", "", "read unset environment variables from FILE (NAME=value lines)")
 	pos, code := parseFlags(fs, args)
 	if code >= 0 {
 		return code
@@ -36,20 +38,24 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	if *cfg == "" && len(pos) == 1 {
 		*cfg = pos[0]
 	}
-	rs, ok := load(configPath(*cfg), stderr)
+	if !applyEnvFile(*envFile, stderr) {
+		return 1
+	}
+	c, ok := load(configPath(*cfg), stderr)
 	if !ok {
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d rules for %d event types, %d sources\n", rs.Files[0], len(rs.Rules), len(rs.Types()), len(rs.Sources))
+	rs := c.Rules
+	fmt.Fprintf(stdout, "%s: ok: %d rules for %d event types, %d sources\n", rs.Files[0], len(rs.Rules), len(rs.Types()), len(c.Sources))
 	return 0
 }
 
-func load(path string, stderr io.Writer) (*rules.Ruleset, bool) {
+func load(path string, stderr io.Writer) (*config.Config, bool) {
 	if path == "" {
 		fmt.Fprintln(stderr, "eventfn: no rules file: give -c FILE or set EVENTFN_CONFIG")
 		return nil, false
 	}
-	rs, err := rules.Load(path, rules.Options{})
+	c, err := config.Load(path, config.Options{})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		var el rules.ErrorList
@@ -58,7 +64,29 @@ func load(path string, stderr io.Writer) (*rules.Ruleset, bool) {
 		}
 		return nil, false
 	}
-	return rs, true
+	return c, true
+}
+
+// applyEnvFile sets the variables of an --env-file that the environment
+// does not set; "" does nothing.
+func applyEnvFile(path string, stderr io.Writer) bool {
+	if path == "" {
+		return true
+	}
+	vars, err := config.ReadEnvFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "eventfn: --env-file:", err)
+		return false
+	}
+	for k, v := range vars {
+		if _, set := os.LookupEnv(k); !set {
+			if err := os.Setenv(k, v); err != nil {
+				fmt.Fprintln(stderr, "eventfn: --env-file:", err)
+				return false
+			}
+		}
+	}
+	return true
 }
 
 const dryRunUsage = `usage: eventfn dry-run -c FILE [--explain] [--output text|json] [EVENT_FILE...|-]
@@ -105,10 +133,11 @@ func cmdDryRun(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "eventfn: --output %q: want text or json\n", *output)
 		return 2
 	}
-	rs, ok := load(configPath(*cfg), stderr)
+	c, ok := load(configPath(*cfg), stderr)
 	if !ok {
 		return 1
 	}
+	rs := c.Rules
 	if len(files) == 0 {
 		files = []string{"-"}
 	}

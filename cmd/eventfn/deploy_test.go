@@ -12,7 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/eventfn/eventfn/rules"
+	eventfnconfig "github.com/eventfn/eventfn/config"
 )
 
 // TestSystemdUnit checks the example unit keeps its hardening and its
@@ -187,7 +187,7 @@ func TestKubernetesExample(t *testing.T) {
 		t.Fatalf("the ConfigMap has no %s", path.Base(config))
 	}
 	t.Setenv("WALDUR_API_URL", toString(get(t, c, "env", "name=WALDUR_API_URL", "value")))
-	rs, err := rules.Parse("configmap.yaml", []byte(data.(string)), rules.Options{})
+	rs, err := eventfnconfig.Parse("configmap.yaml", []byte(data.(string)), eventfnconfig.Options{})
 	if err != nil {
 		t.Fatalf("the ConfigMap's rules: %v", err)
 	}

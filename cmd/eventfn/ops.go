@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/eventfn/eventfn/config"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/telemetry"
@@ -29,7 +30,7 @@ type ops struct {
 
 // startOps sets up tracing and Sentry. It installs the W3C propagator
 // globally: webhook and Waldur steps inject the trace context with it.
-func startOps(ctx context.Context, rs *rules.Ruleset, secrets map[string]any, logger *slog.Logger) (*ops, error) {
+func startOps(ctx context.Context, c *config.Config, secrets map[string]any, logger *slog.Logger) (*ops, error) {
 	otel.SetTextMapPropagator(telemetry.Propagator())
 	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.Options{ServiceVersion: version})
 	if err != nil {
@@ -39,7 +40,7 @@ func startOps(ctx context.Context, rs *rules.Ruleset, secrets map[string]any, lo
 	if exp := os.Getenv("OTEL_TRACES_EXPORTER"); exp != "" && exp != "none" {
 		logger.Info("tracing on", "exporters", exp)
 	}
-	if dsn := rs.Runner.SentryDSN; dsn != "" {
+	if dsn := c.Runner.SentryDSN; dsn != "" {
 		s, err := telemetry.NewSentry(telemetry.SentryOptions{
 			DSN: dsn, Release: "eventfn@" + version,
 			Redactor: telemetry.NewRedactor(telemetry.Values(secrets)...),
@@ -68,11 +69,22 @@ func (o *ops) close(logger *slog.Logger) {
 
 // startReload reloads r's rules from path on SIGHUP and when a rules file
 // changes. The returned function stops it and waits until it has.
-func startReload(ctx context.Context, r *runner.Runner, path string, logger *slog.Logger) (stop func()) {
+// start is the configuration in force since start: a reload that changes
+// its sections read only at start says so.
+func startReload(ctx context.Context, r *runner.Runner, start *config.Config, logger *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	var static []string // set by Load, read by Static: the Reloader runs one reload at a time
 	rl := &runner.Reloader{Runner: r, Logger: logger,
-		Load: func() (*rules.Ruleset, error) { return rules.Load(path, rules.Options{}) }}
+		Load: func() (*rules.Ruleset, error) {
+			c, err := config.Load(start.Rules.Files[0], config.Options{})
+			if err != nil {
+				return nil, err
+			}
+			static = c.StaticChanges(start)
+			return c.Rules, nil
+		},
+		Static: func() []string { return static }}
 	stopReload := rl.Start(ctx, hup)
 	return func() {
 		signal.Stop(hup)

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventfn/eventfn/rules"
+	"github.com/eventfn/eventfn/config"
 )
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -140,7 +140,7 @@ func TestRunMetricsHealthAndReload(t *testing.T) {
 	if err := os.WriteFile(path, []byte(opsRules(push, "order-step")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := rules.Load(path, rules.Options{})
+	rs, err := config.Load(path, config.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

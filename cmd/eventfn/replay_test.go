@@ -77,13 +77,13 @@ func deadLetterFixReplay(t *testing.T, named bool) {
 		}
 		return rs
 	}
-	spec := rules.SourceSpec{Name: "broker", URL: "stomp://" + brokertest.STOMPAddr, VHost: vhost, Login: login,
+	spec := stomp.Settings{VHost: vhost, Login: login,
 		PasscodeEnv: "EVENTFN_TEST_PASS", Subscribe: []string{waldur.Destination(queue)}, OnFailure: "dead-letter"}
 	if named {
 		spec.DeadLetter = waldur.Destination(waldurDLQ)
 	}
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(spec, stomp.Deps{Logger: logger, Metrics: m, DrainTimeout: 5 * time.Second,
+	src, err := stomp.FromSettings("broker", "stomp://"+brokertest.STOMPAddr, spec, stomp.Deps{Logger: logger, Metrics: m, DrainTimeout: 5 * time.Second,
 		Backoff: stomp.Backoff{Initial: 100 * time.Millisecond, Max: time.Second}})
 	if err != nil {
 		t.Fatal(err)

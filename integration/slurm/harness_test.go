@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/eventfn/eventfn/actions"
-	"github.com/eventfn/eventfn/rules"
+	"github.com/eventfn/eventfn/config"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/waldur"
 	"github.com/eventfn/eventfn/waldur/waldurtest"
@@ -326,6 +326,7 @@ type site struct {
 	env      slurmEnv
 	waldur   *fakeWaldur
 	runner   *runner.Runner
+	cfg      *config.Config // the loaded example, with the test's settings
 	sfx      string // random, in every name of this test
 	root     string // the test's root account (the site's root_account)
 	prefix   string // customer, project and allocation prefix
@@ -402,10 +403,11 @@ func newSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 
-	rs, err := rules.Load(rulesFile, rules.Options{})
+	cfg, err := config.Load(rulesFile, config.Options{})
 	if err != nil {
 		t.Fatalf("loading %s: %v", rulesFile, err)
 	}
+	rs := cfg.Rules
 	vars := make(map[string]any, len(rs.Vars))
 	for k, v := range rs.Vars {
 		vars[k] = v
@@ -414,20 +416,21 @@ func newSite(t *testing.T) *site {
 	vars["customer_prefix"], vars["project_prefix"], vars["allocation_prefix"] = s.prefix, s.prefix, s.prefix
 	vars["qos_paused"], vars["qos_downscaled"] = s.paused, s.limited
 	rs.Vars = vars
-	rs.Slurm.Cluster, rs.Slurm.Conf, rs.Slurm.Sacctmgr = env.cluster, env.conf, wrapper
-	rs.Waldur.APIURL, rs.Waldur.TokenFile = s.waldur.front.URL+"/api/", tokenFile
+	cfg.Slurm.Cluster, cfg.Slurm.Conf, cfg.Slurm.Sacctmgr = env.cluster, env.conf, wrapper
+	cfg.Waldur.APIURL, cfg.Waldur.TokenFile = s.waldur.front.URL+"/api/", tokenFile
 
-	token, err := os.ReadFile(rs.Waldur.TokenFile)
+	token, err := os.ReadFile(cfg.Waldur.TokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := waldur.New(rs.Waldur.APIURL, strings.TrimSpace(string(token)))
+	client, err := waldur.New(cfg.Waldur.APIURL, strings.TrimSpace(string(token)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	reg := actions.Standard(actions.Options{Logger: logger, Slurm: rs.Slurm, Waldur: actions.WaldurClient(client)})
+	reg := actions.Standard(actions.Options{Logger: logger, Slurm: cfg.Slurm, Waldur: actions.WaldurClient(client)})
 	s.runner = runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Concurrency: 4})
+	s.cfg = cfg
 	return s
 }
 

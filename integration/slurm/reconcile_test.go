@@ -14,9 +14,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/eventfn/eventfn/actions"
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/timer"
+	"github.com/eventfn/eventfn/source"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -85,12 +85,12 @@ func TestReconcilePicksUpAnOrderLeftExecuting(t *testing.T) {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	spec := rs.Sources[slices.IndexFunc(rs.Sources, func(sp rules.SourceSpec) bool { return sp.Name == "reconcile" })]
-	tick, err := timer.FromSpec(spec, timer.Deps{Clock: stoppedClock{}, Logger: logger})
+	entry := s.cfg.Sources[slices.IndexFunc(s.cfg.Sources, func(e *source.Entry) bool { return e.Name == "reconcile" })]
+	tick, err := timer.New(entry.Name, entry.Settings.(*timer.Settings).Timer, timer.Deps{Clock: stoppedClock{}, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := actions.Standard(actions.Options{Logger: logger, Slurm: rs.Slurm, Waldur: actions.WaldurClient(client)})
+	reg := actions.Standard(actions.Options{Logger: logger, Slurm: s.cfg.Slurm, Waldur: actions.WaldurClient(client)})
 	r := runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Concurrency: 4,
 		Sources: []runner.Source{firstTick{tick}}})
 	// Run returns once the tick's plan and the plans of the events it

@@ -10,9 +10,21 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	"github.com/eventfn/eventfn/rules"
 )
+
+// TLSSpec is the tls: setting of a source or client: verification against
+// ca_file (else the system's roots) for server_name (else the host), a
+// client certificate from cert_file and key_file.
+type TLSSpec struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// IsZero reports whether no TLS setting is given.
+func (t TLSSpec) IsZero() bool { return t == TLSSpec{} }
 
 // Secret reads a secret from a file (trailing newlines dropped) or an
 // environment variable (through lookup; nil means os.LookupEnv). Exactly one
@@ -48,7 +60,7 @@ func Secret(file, env string, lookup func(string) (string, bool)) (string, error
 // newer, the server's certificate verified (unless insecure_skip_verify)
 // against ca_file when given, else the system's roots, for server_name when
 // given, else host; a client certificate when cert_file and key_file are set.
-func TLS(spec rules.TLSSpec, host string) (*tls.Config, error) {
+func TLS(spec TLSSpec, host string) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host,
 		InsecureSkipVerify: spec.InsecureSkipVerify} //nolint:gosec // opt-in, documented as tests only
 	if spec.ServerName != "" {

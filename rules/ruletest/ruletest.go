@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/eventfn/eventfn/config"
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
 )
@@ -70,10 +71,11 @@ func RunFile(path string, opts rules.Options) (Report, error) {
 		return rep, fmt.Errorf("%s: missing rules: (the rules file under test)", path)
 	}
 	dir := filepath.Dir(path)
-	rs, err := rules.Load(rel(dir, f.Rules), opts)
+	c, err := config.Load(rel(dir, f.Rules), config.Options{Rules: opts})
 	if err != nil {
 		return rep, err
 	}
+	rs := c.Rules
 	for i, c := range f.Tests {
 		name := c.Name
 		if name == "" {

@@ -28,11 +28,14 @@ import (
 	"log/slog"
 
 	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/config"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/eventfn/eventfn/internal/brokertest"
 	"github.com/eventfn/eventfn/publish"
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/mqtt"
+	"github.com/eventfn/eventfn/source"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -306,10 +309,11 @@ func start(t *testing.T, cfg mqtt.Config, rulesYAML string, journal runner.Journ
 
 func startSource(t *testing.T, rec *recorder, src *mqtt.Source, rulesYAML string, journal runner.Journal, shutdown time.Duration) *run {
 	t.Helper()
-	rs, err := rules.Parse(filepath.Join(t.TempDir(), "eventfn.yaml"), []byte(rulesYAML), rules.Options{})
+	c, err := config.Parse(filepath.Join(t.TempDir(), "eventfn.yaml"), []byte(rulesYAML), config.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rs := c.Rules
 	logger := slog.New(recHandler{rec: rec})
 	if journal == nil {
 		journal = runner.NewMemoryJournal(0, 0)
@@ -423,15 +427,17 @@ sources:
     client_id: %s
     subscribe: [%q]
 `, b.url, auth, w.clientID, w.filter()) + seenRules
-			rs, err := rules.Parse(filepath.Join(w.dir, "eventfn.yaml"), []byte(yaml), rules.Options{})
+			c, err := config.Parse(filepath.Join(w.dir, "eventfn.yaml"), []byte(yaml), config.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			rec := newRecorder()
-			src, err := mqtt.FromSpec(rs.Sources[0], mqtt.Deps{Logger: slog.New(recHandler{rec: rec}), Dir: w.dir})
+			e := c.Sources[0]
+			built, err := e.Kind.Build(e, source.Deps{Logger: slog.New(recHandler{rec: rec}), Dir: w.dir})
 			if err != nil {
 				t.Fatal(err)
 			}
+			src := built.(*mqtt.Source)
 			run := startSource(t, rec, src, yaml, nil, 5*time.Second)
 
 			pub := client(t, b, "eventfn-pub-"+unique(6), true, nil)
@@ -706,13 +712,20 @@ func TestRedeliveryWhileHandled(t *testing.T) {
 	}
 }
 
-// Wrong credentials end the source at start with a clear error.
-func TestLoginRefused(t *testing.T) {
+// A refused login, at the first connection too, is logged loudly and
+// retried with backoff while the source shows as down; once the broker
+// knows the login the source connects.
+func TestLoginRefusedIsRetried(t *testing.T) {
+	bt := brokertest.New(t)
 	for _, b := range brokers()[1:] { // Mosquitto here is anonymous
 		t.Run(b.name, func(t *testing.T) {
 			reachable(t, b)
-			cfg := mqtt.Config{Name: "mq", URL: b.url, VHost: b.vhost, Login: "guest", Passcode: "wrong-" + unique(4),
-				Subscribe: []string{"x/#"}, ClientID: "eventfn-test-" + unique(8)}
+			vhost := bt.VHost(brokertest.Unique("eventfn-mqtt-login-"))
+			user, pass := brokertest.Unique("late-user-"), "pw-"+unique(6)
+			m := runner.NewMetrics()
+			cfg := mqtt.Config{Name: "mq", URL: b.url, VHost: vhost, Login: user, Passcode: pass,
+				Subscribe: []string{"x/#"}, ClientID: "eventfn-test-" + unique(8), Metrics: m,
+				MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 			rec := newRecorder()
 			cfg.Logger = slog.New(recHandler{rec: rec})
 			src, err := mqtt.New(cfg)
@@ -721,14 +734,41 @@ func TestLoginRefused(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			err = src.Run(ctx, func(context.Context, *runner.Message) error { return nil })
-			if !errors.Is(err, mqtt.ErrLoginRefused) {
-				t.Fatalf("err = %v, want ErrLoginRefused", err)
+			done := make(chan error, 1)
+			go func() { done <- src.Run(ctx, func(context.Context, *runner.Message) error { return nil }) }()
+
+			refused := msgIs("mqtt login refused; check login, vhost and passcode. Retrying", "level", "ERROR")
+			rec.waitN(t, "two refusals, retried", 2, refused)
+			if src.Ready() {
+				t.Error("ready with a refused login")
 			}
-			if strings.Contains(err.Error(), cfg.Passcode) || strings.Contains(rec.dump(), cfg.Passcode) {
-				t.Error("the passcode shows in the error or the log")
+			if err := src.LastError(); !errors.Is(err, mqtt.ErrLoginRefused) {
+				t.Errorf("LastError = %v, want ErrLoginRefused", err)
 			}
-			rec.wait(t, "the error log", msgIs("mqtt login refused; check login, vhost and passcode", "level", "ERROR"))
+			if v := testutil.ToFloat64(m.Connected.WithLabelValues("mq")); v != 0 {
+				t.Errorf("eventfn_source_connected = %v while refused", v)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("the source stopped on a refused login: %v", err)
+			default:
+			}
+
+			bt.User(vhost, user, pass)
+			rec.wait(t, "the connection once the login exists", msgIs("mqtt connected and subscribed"))
+			if !src.Ready() || src.LastError() != nil {
+				t.Errorf("ready %v, last error %v after connecting", src.Ready(), src.LastError())
+			}
+			if v := testutil.ToFloat64(m.Connected.WithLabelValues("mq")); v != 1 {
+				t.Errorf("eventfn_source_connected = %v once connected", v)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if strings.Contains(rec.dump(), pass) {
+				t.Error("the passcode shows in the log")
+			}
 		})
 	}
 }

@@ -62,12 +62,12 @@
 // 1 s once a connection has stayed up, subscribed, for a second), subscribing again each time
 // (harmless when the broker kept the session; it tells when the broker kept
 // none). paho's own reconnect is off: it has no jitter and its waits cannot
-// be cancelled. Ready reports false while the source is down. A broker that
-// refuses the login at the first connection (CONNACK "bad user name or
-// password" or "not authorized"; RabbitMQ's Web-MQTT instead closes the
-// WebSocket as "unauthenticated") ends Run with an error saying so;
-// refusals on later reconnects are logged and retried, as credentials may
-// be rotated.
+// be cancelled. Ready reports false while the source is down, and
+// LastError says why. A broker that refuses the login (CONNACK "bad user
+// name or password" or "not authorized"; RabbitMQ's Web-MQTT instead
+// closes the WebSocket as "unauthenticated"), at the first connection as
+// at later ones, is logged at error level and retried with the same
+// backoff: the login may be created or rotated later.
 //
 // On stopping, the source keeps the connection until the runner has settled
 // what it holds (up to DrainTimeout), makes one round trip so the broker has
@@ -81,7 +81,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -93,6 +92,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/runner/broker"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -104,10 +104,6 @@ const (
 	MessageIDNone = "none"
 )
 
-// stableAfter is how long a connection must have lasted for the backoff
-// to start again from MinBackoff once it is lost.
-const stableAfter = time.Second
-
 // Defaults.
 const (
 	DefaultKeepAlive    = 30 * time.Second
@@ -116,15 +112,15 @@ const (
 	DefaultMaxBackoff   = 2 * time.Minute
 )
 
-// ErrLoginRefused is wrapped by Run's error when the broker refuses the
-// login at the first connection.
+// ErrLoginRefused is wrapped by LastError while the broker refuses the
+// login.
 var ErrLoginRefused = errors.New("broker refused the login")
 
 // errConnGone is returned when a message's connection is gone before it
 // could be acknowledged.
 var errConnGone = errors.New("the connection the message came on is gone: the broker will deliver it again")
 
-// Config configures a Source. Build it with FromSpec from a rules file's
+// Config configures a Source. Build it with FromSettings from a rules file's
 // source, or directly.
 type Config struct {
 	// Name names the source in logs and metrics.
@@ -189,10 +185,10 @@ type Source struct {
 	mu      sync.Mutex
 	queue   []inbound // received, not yet handed to the runner
 	wake    chan struct{}
-	pending int                  // handed to the runner, not settled
-	idle    chan struct{}        // closed while pending == 0
+	pending broker.InFlight      // handed to the runner, not settled
 	leaders map[string]*delivery // unsettled messages by dedup key
 	client  paho.Client
+	lastErr error // why the source is down, nil while connected
 }
 
 // inbound is a message as received.
@@ -266,12 +262,10 @@ func New(cfg Config) (*Source, error) {
 		cfg.ConnectTimeout = 30 * time.Second
 	}
 	user, vhost := Login(cfg.VHost, cfg.Login)
-	idle := make(chan struct{})
-	close(idle)
 	return &Source{
 		cfg: cfg, broker: broker, user: user, vhost: vhost,
 		log:  cfg.Logger.With("source", cfg.Name),
-		wake: make(chan struct{}, 1), idle: idle, leaders: map[string]*delivery{},
+		wake: make(chan struct{}, 1), leaders: map[string]*delivery{},
 	}, nil
 }
 
@@ -311,7 +305,8 @@ func (s *Source) Run(ctx context.Context, deliver runner.Deliver) error {
 	}()
 
 	everConnected := false
-	for attempt := 0; ; attempt++ {
+	retry := broker.Retry{Backoff: broker.Backoff{Initial: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}}
+	for {
 		select { // a loss reported for an earlier connection
 		case <-lost:
 		default:
@@ -320,11 +315,13 @@ func (s *Source) Run(ctx context.Context, deliver runner.Deliver) error {
 		// the previous one can no longer be acknowledged.
 		s.gen.Add(1)
 		sessionPresent, err := s.connect(ctx, client)
+		var delay time.Duration
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case err == nil:
-			connectedAt := time.Now()
+			retry.Connected(time.Now())
+			s.setLastError(nil)
 			s.setConnected(true)
 			if everConnected && s.cfg.Metrics != nil {
 				s.cfg.Metrics.Reconnects.WithLabelValues(s.cfg.Name).Inc()
@@ -336,43 +333,66 @@ func (s *Source) Run(ctx context.Context, deliver runner.Deliver) error {
 				s.log.Info("mqtt connected and subscribed", append(attrs, "subscribe", s.cfg.Subscribe)...)
 			}
 			everConnected = true
-			if !s.waitLost(ctx, client, lost) {
+			reason := s.waitLost(ctx, client, lost)
+			if ctx.Err() != nil {
 				return nil
 			}
-			if time.Since(connectedAt) >= stableAfter { // else a flapping connection keeps backing off
-				attempt = 0
-			}
-		case errors.Is(err, ErrLoginRefused) && !everConnected:
-			s.log.Error("mqtt login refused; check login, vhost and passcode", "url", s.cfg.URL, "login", s.user, "error", err)
-			return err
+			s.setLastError(reason)
+			// A flapping connection keeps backing off.
+			delay = retry.Lost(time.Now())
+		case errors.Is(err, ErrLoginRefused):
+			// Loudly, but on: the login may be created later, or the
+			// broker may have refused it while restarting.
+			delay = retry.Failed()
+			s.setLastError(err)
+			s.log.Error("mqtt login refused; check login, vhost and passcode. Retrying", "url", s.cfg.URL,
+				"login", s.user, "attempt", retry.Failures(), "retry_in", delay.Round(time.Millisecond).String(), "error", err)
 		default:
-			lvl := slog.LevelWarn
-			if errors.Is(err, ErrLoginRefused) {
-				lvl = slog.LevelError
-			}
-			s.log.Log(ctx, lvl, "mqtt cannot connect; retrying", "url", s.cfg.URL, "attempt", attempt+1, "error", err)
+			delay = retry.Failed()
+			s.setLastError(err)
+			s.log.Warn("mqtt cannot connect; retrying", "url", s.cfg.URL, "attempt", retry.Failures(),
+				"retry_in", delay.Round(time.Millisecond).String(), "error", err)
 		}
-		if !sleep(ctx, s.backoff(attempt)) {
+		if !broker.Sleep(ctx, delay) {
 			return nil
 		}
 	}
 }
 
-// waitLost waits until the connection is lost (true) or ctx ends (false).
-func (s *Source) waitLost(ctx context.Context, c paho.Client, lost <-chan error) bool {
+// waitLost waits until the connection is lost, returning why, or ctx
+// ends (nil).
+func (s *Source) waitLost(ctx context.Context, c paho.Client, lost <-chan error) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return nil
 		case reason := <-lost:
 			if c.IsConnectionOpen() { // late news of an earlier connection
 				continue
 			}
 			s.setConnected(false)
 			s.log.Warn("mqtt connection lost; reconnecting", "url", s.cfg.URL, "reason", errText(reason))
-			return true
+			if reason == nil {
+				reason = errors.New("connection lost")
+			}
+			return fmt.Errorf("connection lost: %s", errText(reason))
 		}
 	}
+}
+
+// LastError returns why the source is not connected: the last connection
+// or subscription error, or why the connection was lost; nil while
+// connected.
+func (s *Source) LastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
+}
+
+func (s *Source) setLastError(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
 }
 
 // connectionOpen reports whether the current connection is up.
@@ -541,10 +561,7 @@ func (s *Source) hand(ctx context.Context, deliver runner.Deliver, in inbound) {
 	}
 	d := &delivery{s: s, key: key, copies: []inbound{in}}
 	s.leaders[key] = d
-	if s.pending == 0 {
-		s.idle = make(chan struct{})
-	}
-	s.pending++
+	s.pending.Add()
 	s.mu.Unlock()
 
 	m := s.message(topic, body, key, in.msg.Duplicate())
@@ -586,21 +603,12 @@ func (s *Source) message(topic string, body []byte, key string, dup bool) *runne
 // drain waits until the runner has settled every delivered message, or
 // DrainTimeout.
 func (s *Source) drain() {
-	s.mu.Lock()
-	idle, n := s.idle, s.pending
-	s.mu.Unlock()
+	n := s.pending.Len()
 	if n == 0 || !s.connectionOpen() { // nothing to wait for, or no way to acknowledge it
 		return
 	}
 	s.log.Info("mqtt source stopping: waiting for delivered messages to be settled", "pending", n, "timeout", s.cfg.DrainTimeout)
-	t := time.NewTimer(s.cfg.DrainTimeout)
-	defer t.Stop()
-	select {
-	case <-idle:
-	case <-t.C:
-		s.mu.Lock()
-		n = s.pending
-		s.mu.Unlock()
+	if n = s.pending.Wait(s.cfg.DrainTimeout); n > 0 {
 		s.log.Warn("mqtt source stopping with messages unsettled: the broker will deliver them again", "pending", n)
 	}
 }
@@ -626,17 +634,6 @@ func (s *Source) flush(c paho.Client) {
 	}
 }
 
-// backoff is the wait before reconnect attempt n+1: MinBackoff doubling to
-// MaxBackoff, less up to 25% jitter.
-func (s *Source) backoff(n int) time.Duration {
-	d := s.cfg.MinBackoff
-	for i := 0; i < n && d < s.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, s.cfg.MaxBackoff)
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
-}
-
 // WaitToken waits for a paho token to complete, or ctx to end, and returns
 // the token's error (or ctx's).
 func WaitToken(ctx context.Context, t paho.Token) error {
@@ -645,18 +642,6 @@ func WaitToken(ctx context.Context, t paho.Token) error {
 		return t.Error()
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

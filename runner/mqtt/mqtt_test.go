@@ -5,9 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/eventfn/eventfn/rules"
 )
 
 func TestBrokerURL(t *testing.T) {
@@ -89,25 +86,6 @@ func TestDefaultClientID(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	s, err := New(Config{Name: "t", URL: "mqtt://h", Subscribe: []string{"a"}, ClientID: "c"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prev := time.Duration(0)
-	for n := range 12 {
-		d := s.backoff(n)
-		base := min(time.Second<<n, 2*time.Minute)
-		if d > base || d < base*3/4 {
-			t.Errorf("attempt %d: %v not within [%v, %v]", n, d, base*3/4, base)
-		}
-		if n > 0 && n < 7 && d < prev/2 {
-			t.Errorf("attempt %d: %v after %v", n, d, prev)
-		}
-		prev = d
-	}
-}
-
 func TestNewRejects(t *testing.T) {
 	base := Config{Name: "t", URL: "mqtt://h", Subscribe: []string{"a/#"}, ClientID: "c"}
 	for name, c := range map[string]struct {
@@ -132,15 +110,23 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
-func TestFromSpec(t *testing.T) {
+// spec is a source as the tests write it: its url and settings.
+type tspec struct {
+	URL string
+	Settings
+}
+
+func fromSpec(s tspec, d Deps) (*Source, error) { return FromSettings("w", s.URL, s.Settings, d) }
+
+func TestFromSettings(t *testing.T) {
 	dir := t.TempDir()
 	pass := filepath.Join(dir, "pass")
 	if err := os.WriteFile(pass, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	spec := rules.SourceSpec{Name: "w", URL: "mqtt+ws://127.0.0.1:15675/ws", VHost: "vh", Login: "sub",
-		PasscodeFile: pass, Subscribe: []string{"subscription/+/offering/+/+"}}
-	s, err := FromSpec(spec, Deps{})
+	spec := tspec{URL: "mqtt+ws://127.0.0.1:15675/ws", Settings: Settings{VHost: "vh", Login: "sub",
+		PasscodeFile: pass, Subscribe: []string{"subscription/+/offering/+/+"}}}
+	s, err := fromSpec(spec, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,32 +140,32 @@ func TestFromSpec(t *testing.T) {
 
 	rel := spec
 	rel.PasscodeFile = "pass"
-	if s, err = FromSpec(rel, Deps{Dir: dir}); err != nil || s.cfg.Passcode != "s3cret" {
+	if s, err = fromSpec(rel, Deps{Dir: dir}); err != nil || s.cfg.Passcode != "s3cret" {
 		t.Errorf("passcode_file relative to the rules file: %v", err)
 	}
 
 	t.Setenv("EVENTFN_TEST_MQTT_PASS", "from-env")
 	spec.PasscodeFile, spec.PasscodeEnv = "", "EVENTFN_TEST_MQTT_PASS"
-	if s, err = FromSpec(spec, Deps{}); err != nil || s.cfg.Passcode != "from-env" {
+	if s, err = fromSpec(spec, Deps{}); err != nil || s.cfg.Passcode != "from-env" {
 		t.Errorf("env passcode: %v", err)
 	}
 
 	for name, c := range map[string]struct {
-		mod  func(*rules.SourceSpec)
+		mod  func(*tspec)
 		want string
 	}{
-		"no passcode":     {func(s *rules.SourceSpec) { s.PasscodeEnv = "" }, "passcode_file or passcode_env"},
-		"unset env":       {func(s *rules.SourceSpec) { s.PasscodeEnv = "EVENTFN_TEST_MQTT_UNSET" }, "not set"},
-		"missing file":    {func(s *rules.SourceSpec) { s.PasscodeEnv, s.PasscodeFile = "", filepath.Join(dir, "none") }, "no such file"},
-		"tls on plain ws": {func(s *rules.SourceSpec) { s.TLS.ServerName = "x" }, "mqtts:// or mqtt+wss://"},
-		"bad ca":          {func(s *rules.SourceSpec) { s.URL = "mqtts://h"; s.TLS.CAFile = pass }, "no PEM"},
-		"cert no key":     {func(s *rules.SourceSpec) { s.URL = "mqtts://h"; s.TLS.CertFile = pass }, "go together"},
-		"prefetch":        {func(s *rules.SourceSpec) { s.Prefetch = 10 }, "prefetch"},
-		"dedup_key":       {func(s *rules.SourceSpec) { s.DedupKey = "payload.x" }, "dedup_key"},
+		"no passcode":     {func(s *tspec) { s.PasscodeEnv = "" }, "passcode_file or passcode_env"},
+		"unset env":       {func(s *tspec) { s.PasscodeEnv = "EVENTFN_TEST_MQTT_UNSET" }, "not set"},
+		"missing file":    {func(s *tspec) { s.PasscodeEnv, s.PasscodeFile = "", filepath.Join(dir, "none") }, "no such file"},
+		"tls on plain ws": {func(s *tspec) { s.TLS.ServerName = "x" }, "mqtts:// or mqtt+wss://"},
+		"bad ca":          {func(s *tspec) { s.URL = "mqtts://h"; s.TLS.CAFile = pass }, "no PEM"},
+		"cert no key":     {func(s *tspec) { s.URL = "mqtts://h"; s.TLS.CertFile = pass }, "go together"},
+		"qos":             {func(s *tspec) { s.QoS = 3 }, "qos"},
+		"dead-letter":     {func(s *tspec) { s.OnFailure = "dead-letter" }, "needs dead_letter"},
 	} {
 		sp := spec
 		c.mod(&sp)
-		_, err := FromSpec(sp, Deps{})
+		_, err := fromSpec(sp, Deps{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want one containing %q", name, err, c.want)
 		}

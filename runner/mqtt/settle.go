@@ -33,15 +33,7 @@ func (d *delivery) take() (copies []inbound, ok bool) {
 }
 
 // done counts d out of the messages the runner holds.
-func (d *delivery) done() {
-	s := d.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pending--
-	if s.pending == 0 {
-		close(s.idle)
-	}
-}
+func (d *delivery) done() { d.s.pending.Done() }
 
 // finish settles d without acknowledging anything.
 func (d *delivery) finish() {

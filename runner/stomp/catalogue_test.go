@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/eventfn/eventfn/internal/brokertest"
-	"github.com/eventfn/eventfn/rules"
+	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/stomp"
 )
@@ -108,9 +108,9 @@ func TestTLSCertificateMismatchIsAClearError(t *testing.T) {
 
 	logger, logs := newLogger(t)
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(rules.SourceSpec{Name: "tls", URL: "stomp+ssl://localhost:" + port,
+	src, err := stomp.FromSettings("tls", "stomp+ssl://localhost:"+port, stomp.Settings{
 		Login: "user", PasscodeEnv: "TEST_PASSCODE", Subscribe: []string{"/amq/queue/q"},
-		TLS: rules.TLSSpec{CAFile: caFile}},
+		TLS: creds.TLSSpec{CAFile: caFile}},
 		stomp.Deps{Logger: logger, Metrics: m, DrainTimeout: time.Second,
 			Backoff:   stomp.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
 			LookupEnv: func(string) (string, bool) { return "s3cret", true }})
@@ -137,11 +137,11 @@ rules:
 		t.Fatal("the other source's message was not handled")
 	}
 	brokertest.WaitFor(t, 30*time.Second, "a few refused handshakes", func() bool { return handshakes.Load() >= 2 })
-	lastErr := src.(*stomp.Source).LastError()
+	lastErr := src.LastError()
 	if lastErr == nil || !strings.Contains(lastErr.Error(), "certificate is valid for other.example, not localhost") {
 		t.Errorf("LastError = %v, want the certificate's name mismatch", lastErr)
 	}
-	if rr.r.Ready() || src.(*stomp.Source).Ready() {
+	if rr.r.Ready() || src.Ready() {
 		t.Error("ready with a broker whose certificate does not match")
 	}
 	if n := plaintext.Load(); n > 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -98,9 +99,28 @@ func (e *BrokerError) NotFound() bool {
 	return strings.Contains(s, "not_found") || strings.Contains(s, "not found")
 }
 
+// Missing names what the broker said does not exist, as "queue 'q' in
+// vhost 'v'" (RabbitMQ's "NOT_FOUND - no queue 'q' in vhost 'v'"), or ""
+// when it is not a not-found error or names nothing.
+func (e *BrokerError) Missing() string {
+	if !e.NotFound() {
+		return ""
+	}
+	if m := noSuch.FindStringSubmatch(e.Detail); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+var noSuch = regexp.MustCompile(`(?i)no (\S+ '[^']*'(?: in vhost '[^']*')?)`)
+
 // AccessRefused reports whether the broker refused the login, passcode or
-// virtual host.
+// virtual host. A missing queue is not (RabbitMQ's message for it names the
+// vhost).
 func (e *BrokerError) AccessRefused() bool {
+	if e.NotFound() {
+		return false
+	}
 	s := strings.ToLower(e.Message + " " + e.Detail)
 	for _, w := range []string{"access refused", "access_refused", "login", "passcode", "credentials",
 		"authentication", "virtual host", "vhost", "not authorised", "not authorized"} {

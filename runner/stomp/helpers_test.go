@@ -228,10 +228,21 @@ func (s *site) destinations() []string {
 	return out
 }
 
-// spec is a source spec for the site over url.
-func (s *site) spec(url string) rules.SourceSpec {
-	return rules.SourceSpec{Name: "broker", URL: url, VHost: s.vhost, Login: s.login,
-		PasscodeEnv: "TEST_PASSCODE", Subscribe: s.destinations()}
+// srcSpec is a STOMP source as the tests write it: its url and settings.
+type srcSpec struct {
+	URL string
+	stomp.Settings
+}
+
+// spec is a source for the site over url.
+func (s *site) spec(url string) srcSpec {
+	return srcSpec{URL: url, Settings: stomp.Settings{VHost: s.vhost, Login: s.login,
+		PasscodeEnv: "TEST_PASSCODE", Subscribe: s.destinations()}}
+}
+
+// fromSpec builds the STOMP source "broker" of spec.
+func fromSpec(spec srcSpec, d stomp.Deps) (*stomp.Source, error) {
+	return stomp.FromSettings("broker", spec.URL, spec.Settings, d)
 }
 
 // deps returns source deps whose environment holds the site's passcode.

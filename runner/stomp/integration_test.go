@@ -63,7 +63,7 @@ rules:
       - record: "{{ type }} {{ payload.n }} {{ headers['x-message-id'] != '' }}"
 `)
 			m := runner.NewMetrics()
-			src, err := stomp.FromSpec(s.spec(tc.url), s.deps(logger, m))
+			src, err := fromSpec(s.spec(tc.url), s.deps(logger, m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +126,7 @@ func TestDeadLetterByBroker(t *testing.T) {
 	spec := s.spec(wsURL())
 	spec.OnFailure = "dead-letter"
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(spec, s.deps(logger, m))
+	src, err := fromSpec(spec, s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestDeadLetterToDestination(t *testing.T) {
 	spec := s.spec(tcpURL())
 	spec.OnFailure, spec.DeadLetter = "dead-letter", "/amq/queue/"+dlq
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(spec, s.deps(logger, m))
+	src, err := fromSpec(spec, s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ rules:
 			m := runner.NewMetrics()
 			spec := s.spec(tc.url)
 			spec.Prefetch = 20
-			src, err := stomp.FromSpec(spec, s.deps(logger, m))
+			src, err := fromSpec(spec, s.deps(logger, m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -277,7 +277,7 @@ rules:
       - record: "{{ payload.order_uuid }}"
 `)
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(s.spec(tcpURL()), s.deps(logger, m))
+	src, err := fromSpec(s.spec(tcpURL()), s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestWrongCredentials(t *testing.T) {
 			logger, logs := newLogger(t)
 			reg := registry(logger, newRecorder())
 			m := runner.NewMetrics()
-			src, err := stomp.FromSpec(s.spec(tc.url), s.deps(logger, m))
+			src, err := fromSpec(s.spec(tc.url), s.deps(logger, m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -324,7 +324,7 @@ func TestWrongCredentials(t *testing.T) {
 			brokertest.WaitFor(t, 15*time.Second, "two refused attempts", func() bool {
 				return strings.Contains(logs.String(), "attempt=2")
 			})
-			err = src.(*stomp.Source).LastError()
+			err = src.LastError()
 			var be *stomp.BrokerError
 			if !errors.As(err, &be) || !be.AccessRefused() {
 				t.Fatalf("last error = %v, want a refused login from the broker", err)
@@ -346,6 +346,54 @@ func TestWrongCredentials(t *testing.T) {
 	}
 }
 
+// TestMissingQueueIsNamedAndRetried: a subscription to a queue that does
+// not exist is reported as that queue not found (not as a login problem),
+// retried while the source shows as down, and consumed once the queue
+// exists.
+func TestMissingQueueIsNamedAndRetried(t *testing.T) {
+	s := newSite(t)
+	q := brokertest.Unique("eventfn-missing-")
+	logger, logs := newLogger(t)
+	rec := newRecorder()
+	reg := registry(logger, rec)
+	m := runner.NewMetrics()
+	spec := s.spec(tcpURL())
+	spec.Subscribe, spec.Type = []string{"/amq/queue/" + q}, "order"
+	src, err := fromSpec(spec, s.deps(logger, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := startRunner(t, runner.Config{Rules: parseRules(t, reg, `
+version: 1
+rules:
+  - name: all
+    on: "*"
+    steps:
+      - record: "{{ payload.n }}"
+`), Actions: reg, Sources: []runner.Source{src}, Logger: logger, Metrics: m})
+	want := fmt.Sprintf("broker refused a subscription: queue '%s' in vhost '%s' not found", q, s.vhost)
+	brokertest.WaitFor(t, 15*time.Second, "two attempts refused as not found", func() bool {
+		return strings.Count(logs.String(), want) >= 2
+	})
+	if strings.Contains(logs.String(), "check login, passcode") {
+		t.Error("a missing queue is reported as a login problem")
+	}
+	if strings.Contains(logs.String(), "connected to broker and subscribed") {
+		t.Error("a subscription refused as not found was taken as confirmed")
+	}
+	if err := src.LastError(); err == nil || !strings.Contains(err.Error(), "no queue '"+q+"'") {
+		t.Errorf("LastError = %v, want the broker's not found", err)
+	}
+	if rr.r.Ready() || testutil.ToFloat64(m.Connected.WithLabelValues("broker")) != 0 {
+		t.Error("ready or connected while the queue is missing")
+	}
+	s.b.WaldurQueue(s.vhost, q)
+	rr.waitReady(t, 15*time.Second)
+	s.b.Publish(s.vhost, q, payload(t, map[string]any{"n": "after"}))
+	rec.waitN(t, 1, 15*time.Second)
+	rr.stop(t)
+}
+
 // TestShutdownLetsInFlightPlansSettle: when the runner stops while a plan
 // runs, the connection stays open until the plan is done and its message
 // acknowledged; nothing is left for redelivery.
@@ -364,7 +412,7 @@ rules:
       - record: "{{ payload.n }}"
 `)
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(s.spec(wsURL()), s.deps(logger, m))
+	src, err := fromSpec(s.spec(wsURL()), s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +452,7 @@ func TestHeartbeatsKeepAnIdleConnection(t *testing.T) {
 			spec := s.spec(tc.url)
 			spec.Heartbeat = 300 * time.Millisecond
 			m := runner.NewMetrics()
-			src, err := stomp.FromSpec(spec, s.deps(logger, m))
+			src, err := fromSpec(spec, s.deps(logger, m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -443,7 +491,7 @@ func TestPrefetchBoundsUnacknowledged(t *testing.T) {
 	spec := s.spec(tcpURL())
 	spec.Prefetch = 3
 	m := runner.NewMetrics()
-	src, err := stomp.FromSpec(spec, s.deps(logger, m))
+	src, err := fromSpec(spec, s.deps(logger, m))
 	if err != nil {
 		t.Fatal(err)
 	}

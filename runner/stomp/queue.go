@@ -2,9 +2,10 @@ package stomp
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/eventfn/eventfn/runner/broker"
 )
 
 // fifo is an unbounded queue of received messages. go-stomp stops reading
@@ -64,43 +65,9 @@ func (q *fifo[T]) len() int {
 	return len(q.items) - q.head
 }
 
-// Backoff is the delay between connection attempts: Initial, doubling per
-// consecutive failure up to Max, each delay varied by ±25% so that many
-// agents do not reconnect in step.
-type Backoff struct {
-	Initial time.Duration // default 1s
-	Max     time.Duration // default 2m
-}
-
-// Delay returns the wait before attempt number failures (1 = after the
-// first failure).
-func (b Backoff) Delay(failures int) time.Duration {
-	initial, maxD := b.Initial, b.Max
-	if initial <= 0 {
-		initial = time.Second
-	}
-	if maxD <= 0 {
-		maxD = 2 * time.Minute
-	}
-	if maxD < initial {
-		maxD = initial
-	}
-	d := initial
-	for i := 1; i < failures && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	return time.Duration(float64(d) * (0.75 + 0.5*rand.Float64()))
-}
+// Backoff is the delay between connection attempts, shared with the MQTT
+// source: see broker.Backoff.
+type Backoff = broker.Backoff
 
 // sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+func sleep(ctx context.Context, d time.Duration) bool { return broker.Sleep(ctx, d) }

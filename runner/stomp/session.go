@@ -13,6 +13,8 @@ import (
 	"time"
 
 	gostomp "github.com/go-stomp/stomp/v3"
+
+	"github.com/eventfn/eventfn/runner/broker"
 )
 
 // SubscribeError is a connection that was established but whose
@@ -93,7 +95,7 @@ func (ss *session) detach(gen uint64) {
 // connection still open, so that messages in flight can be acknowledged;
 // shutdown closes it.
 func (ss *session) run(ctx context.Context) {
-	failures := 0
+	retry := broker.Retry{Backoff: ss.src.cfg.Backoff, StableAfter: ss.src.cfg.StableAfter}
 	everUp := false
 	for ctx.Err() == nil {
 		conn, gen, subErr, err := ss.connect(ctx)
@@ -101,15 +103,15 @@ func (ss *session) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			failures++
-			delay := ss.src.cfg.Backoff.Delay(failures)
+			delay := retry.Failed()
 			ss.src.setLastError(err)
-			ss.logConnectError(err, failures, delay)
+			ss.logConnectError(err, retry.Failures(), delay)
 			ss.reregister(ctx, err)
 			sleep(ctx, delay)
 			continue
 		}
 		up := time.Now()
+		retry.Connected(up)
 		ss.src.setLastError(nil)
 		ss.ready.Store(true)
 		ss.src.stateChanged()
@@ -121,7 +123,7 @@ func (ss *session) run(ctx context.Context) {
 			if m := ss.src.cfg.Metrics; m != nil {
 				m.Reconnects.WithLabelValues(ss.src.cfg.Name).Inc()
 			}
-			ss.log.Info("reconnected to broker and resubscribed", "attempts", failures, "subscriptions", subs)
+			ss.log.Info("reconnected to broker and resubscribed", "attempts", retry.Failures(), "subscriptions", subs)
 		} else {
 			ss.log.Info("connected to broker and subscribed", "subscriptions", subs, "prefetch", ss.src.cfg.Prefetch)
 		}
@@ -133,11 +135,7 @@ func (ss *session) run(ctx context.Context) {
 		}
 		ss.detach(gen)
 		_ = conn.Close()
-		if time.Since(up) >= ss.src.cfg.StableAfter {
-			failures = 0
-		}
-		failures++
-		delay := ss.src.cfg.Backoff.Delay(failures)
+		delay := retry.Lost(time.Now())
 		ss.src.setLastError(reason)
 		ss.log.Warn("disconnected from broker; reconnecting", "reason", reason.Error(),
 			"uptime", time.Since(up).Round(time.Millisecond).String(), "retry_in", delay.Round(time.Millisecond).String())
@@ -177,10 +175,14 @@ func (ss *session) logConnectError(err error, failures int, delay time.Duration)
 	var be *BrokerError
 	var se *SubscribeError
 	switch {
+	case errors.As(err, &be) && be.NotFound():
+		what := be.Missing()
+		if what == "" {
+			what = "a queue or destination"
+		}
+		ss.log.Error(fmt.Sprintf("broker refused a subscription: %s not found", what), attrs...)
 	case errors.As(err, &be) && be.AccessRefused():
 		ss.log.Error("broker refused the connection: check login, passcode (passcode_file/passcode_env) and vhost", attrs...)
-	case errors.As(err, &be) && be.NotFound():
-		ss.log.Error("broker refused a subscription: queue or destination not found", attrs...)
 	case errors.As(err, &se):
 		ss.log.Error("broker closed the connection while subscribing: a queue may not exist (Web-STOMP reports a missing queue this way) or access to it is refused", attrs...)
 	default:
@@ -228,7 +230,20 @@ func (ss *session) connect(ctx context.Context) (*Conn, uint64, <-chan error, er
 	defer t.Stop()
 	select {
 	case <-confirmed:
-		return conn, gen, subErr, nil
+		if !conn.wire.sawError() {
+			return conn, gen, subErr, nil
+		}
+		// An ERROR came before the RECEIPT: wait for go-stomp to report it.
+		select {
+		case err := <-subErr:
+			return fail(err)
+		case <-conn.Dead():
+			return fail(reasonOf(conn, subErr))
+		case <-t.C:
+			return fail(fmt.Errorf("broker sent an ERROR while subscribing and did not close within %s", subscribeTimeout))
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
 	case err := <-subErr:
 		return fail(err)
 	case <-conn.Dead():

@@ -39,6 +39,7 @@ import (
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/runner/broker"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -110,13 +111,13 @@ type Source struct {
 
 	q *fifo[*received]
 
-	mu          sync.Mutex
-	sessions    []*session
-	inflight    map[string]chan struct{} // x-message-id → closed when settled
-	outstanding int                      // delivered, not yet settled
-	settled     chan struct{}
-	stopping    bool
-	lastErr     error
+	mu       sync.Mutex
+	sessions []*session
+	inflight map[string]chan struct{} // x-message-id → closed when settled
+	stopping bool
+	lastErr  error
+
+	outstanding broker.InFlight // delivered, not yet settled
 }
 
 var (
@@ -158,7 +159,6 @@ func newSource(cfg Config) *Source {
 		log:      cfg.Logger.With("source", cfg.Name),
 		q:        newFIFO[*received](),
 		inflight: map[string]chan struct{}{},
-		settled:  make(chan struct{}, 1),
 	}
 }
 
@@ -323,7 +323,7 @@ func (s *Source) admit(ctx context.Context, id string) bool {
 			if id != "" {
 				s.inflight[id] = make(chan struct{})
 			}
-			s.outstanding++
+			s.outstanding.Add()
 			s.mu.Unlock()
 			return true
 		}
@@ -346,31 +346,14 @@ func (s *Source) released(id string) {
 			delete(s.inflight, id)
 		}
 	}
-	s.outstanding--
 	s.mu.Unlock()
-	select {
-	case s.settled <- struct{}{}:
-	default:
-	}
+	s.outstanding.Done()
 }
 
 // drain waits until every delivered message is settled, up to DrainTimeout.
 func (s *Source) drain() {
-	deadline := time.NewTimer(s.cfg.DrainTimeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		n := s.outstanding
-		s.mu.Unlock()
-		if n <= 0 {
-			return
-		}
-		select {
-		case <-s.settled:
-		case <-deadline.C:
-			s.log.Warn("closing with messages still in flight; the broker will redeliver them", "in_flight", n)
-			return
-		}
+	if n := s.outstanding.Wait(s.cfg.DrainTimeout); n > 0 {
+		s.log.Warn("closing with messages still in flight; the broker will redeliver them", "in_flight", n)
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/eventfn/eventfn/internal/creds"
-	"github.com/eventfn/eventfn/rules"
 )
 
 // URL schemes of the STOMP transports.
@@ -151,7 +150,7 @@ type TLSOptions struct {
 
 // Config builds the tls.Config for a server at host.
 func (o TLSOptions) Config(host string) (*tls.Config, error) {
-	return creds.TLS(rules.TLSSpec{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+	return creds.TLS(creds.TLSSpec{CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
 		ServerName: o.ServerName, InsecureSkipVerify: o.InsecureSkipVerify}, host)
 }
 

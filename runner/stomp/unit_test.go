@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/eventfn/eventfn/rules"
 )
 
 func TestParseURL(t *testing.T) {
@@ -86,49 +84,61 @@ func TestTypeOf(t *testing.T) {
 	}
 }
 
-func TestFromSpecChecks(t *testing.T) {
+func TestFromSettingsChecks(t *testing.T) {
 	env := func(k string) (string, bool) { return "pw", k == "PW" }
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "pass"), []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base := rules.SourceSpec{Name: "b", URL: "stomp://h", Login: "u", PasscodeEnv: "PW", Subscribe: []string{"/amq/queue/q"}}
+	// spec is a source as the tests write it: a url and the STOMP
+	// settings, or a Waldur source's settings when w is set.
+	type spec struct {
+		URL string
+		Settings
+		w *WaldurSettings
+	}
+	base := spec{URL: "stomp://h", Settings: Settings{Login: "u", PasscodeEnv: "PW", Subscribe: []string{"/amq/queue/q"}}}
+	ws := func(mode string, offerings ...string) *WaldurSettings {
+		return &WaldurSettings{Waldur: &WaldurSection{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: offerings, Mode: mode}}
+	}
+	const off = "0123456789abcdef0123456789abcdef"
 	for _, tc := range []struct {
 		name string
-		edit func(*rules.SourceSpec)
+		edit func(*spec)
 		err  string
 	}{
-		{"ok", func(*rules.SourceSpec) {}, ""},
-		{"passcode file relative to the rules", func(s *rules.SourceSpec) { s.PasscodeEnv, s.PasscodeFile = "", "pass" }, ""},
-		{"login without passcode", func(s *rules.SourceSpec) { s.PasscodeEnv = "" }, "needs a passcode"},
-		{"login in URL without passcode", func(s *rules.SourceSpec) { s.URL, s.Login, s.PasscodeEnv = "stomp://u@h", "", "" }, "needs a passcode"},
-		{"password in URL", func(s *rules.SourceSpec) { s.URL = "stomp://u:pw@h" }, "password in the URL"},
-		{"unset env", func(s *rules.SourceSpec) { s.PasscodeEnv = "NOPE" }, "NOPE is not set"},
-		{"no subscriptions", func(s *rules.SourceSpec) { s.Subscribe = nil }, "subscribe"},
-		{"bare queue name", func(s *rules.SourceSpec) { s.Subscribe = []string{"q"} }, "starts with /"},
-		{"vhost conflict", func(s *rules.SourceSpec) { s.URL, s.VHost = "stomp://h?vhost=a", "b" }, "disagree"},
-		{"tls on plain", func(s *rules.SourceSpec) { s.TLS.CAFile = "ca.pem" }, "need a TLS URL"},
-		{"missing CA", func(s *rules.SourceSpec) { s.URL, s.TLS.CAFile = "stomp+wss://h/ws", "nope.pem" }, "ca_file"},
-		{"negative prefetch", func(s *rules.SourceSpec) { s.Prefetch = -1 }, "prefetch"},
-		{"dedup_key", func(s *rules.SourceSpec) { s.DedupKey = "payload.x" }, "dedup_key"},
-		{"waldur without section", func(s *rules.SourceSpec) { s.URL = "waldur" }, "waldur: section"},
-		{"waldur with login", func(s *rules.SourceSpec) {
-			s.URL, s.Waldur = "waldur", &rules.WaldurSourceSpec{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: []string{"0123456789abcdef0123456789abcdef"}}
-		}, "come from the registration"},
-		{"waldur bad offering", func(s *rules.SourceSpec) {
-			*s = rules.SourceSpec{Name: "w", URL: "waldur", Waldur: &rules.WaldurSourceSpec{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: []string{"x"}}}
-		}, "not a UUID"},
-		{"waldur bad mode", func(s *rules.SourceSpec) {
-			*s = rules.SourceSpec{Name: "w", Waldur: &rules.WaldurSourceSpec{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: []string{"0123456789abcdef0123456789abcdef"}, Mode: "x"}}
-		}, "mode"},
-		{"waldur ok", func(s *rules.SourceSpec) {
-			*s = rules.SourceSpec{Name: "w", Waldur: &rules.WaldurSourceSpec{APIURL: "https://w/api/", TokenEnv: "PW", Offerings: []string{"0123456789abcdef0123456789abcdef"}}}
-		}, ""},
+		{"ok", func(*spec) {}, ""},
+		{"passcode file relative to the rules", func(s *spec) { s.PasscodeEnv, s.PasscodeFile = "", "pass" }, ""},
+		{"login without passcode", func(s *spec) { s.PasscodeEnv = "" }, "needs a passcode"},
+		{"login in URL without passcode", func(s *spec) { s.URL, s.Login, s.PasscodeEnv = "stomp://u@h", "", "" }, "needs a passcode"},
+		{"password in URL", func(s *spec) { s.URL = "stomp://u:pw@h" }, "password in the URL"},
+		{"unset env", func(s *spec) { s.PasscodeEnv = "NOPE" }, "NOPE is not set"},
+		{"no subscriptions", func(s *spec) { s.Subscribe = nil }, "subscribe"},
+		{"bare queue name", func(s *spec) { s.Subscribe = []string{"q"} }, "starts with /"},
+		{"vhost conflict", func(s *spec) { s.URL, s.VHost = "stomp://h?vhost=a", "b" }, "disagree"},
+		{"tls on plain", func(s *spec) { s.TLS.CAFile = "ca.pem" }, "need a TLS URL"},
+		{"missing CA", func(s *spec) { s.URL, s.TLS.CAFile = "stomp+wss://h/ws", "nope.pem" }, "ca_file"},
+		{"negative prefetch", func(s *spec) { s.Prefetch = -1 }, "prefetch"},
+		{"bad on_failure", func(s *spec) { s.OnFailure = "drop" }, "on_failure"},
+		{"waldur without section", func(s *spec) { s.URL, s.w = "waldur", &WaldurSettings{} }, "waldur: section"},
+		{"waldur with another url", func(s *spec) { s.URL, s.w = "stomp://h", ws("", off) }, "url waldur"},
+		{"waldur bad offering", func(s *spec) { s.URL, s.w = "waldur", ws("", "x") }, "not a UUID"},
+		{"waldur bad mode", func(s *spec) { s.URL, s.w = "", ws("x", off) }, "mode"},
+		{"waldur ok", func(s *spec) { s.URL, s.w = "", ws("", off) }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := base
 			tc.edit(&spec)
-			_, err := FromSpec(spec, Deps{LookupEnv: env, Dir: dir})
+			d := Deps{LookupEnv: env, Dir: dir}
+			var err error
+			if spec.w != nil {
+				if errs := spec.w.Check(spec.URL); len(errs) > 0 && tc.err == "" {
+					t.Fatalf("Check: %v", errs)
+				}
+				_, err = WaldurFromSettings("w", spec.URL, *spec.w, d)
+			} else {
+				_, err = FromSettings("b", spec.URL, spec.Settings, d)
+			}
 			if tc.err == "" && err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
@@ -219,6 +229,62 @@ func TestWireAddsHeadersToTheRightFrames(t *testing.T) {
 	}, "")
 	if got := pc.written.String(); got != want {
 		t.Errorf("wire wrote\n%q\nwant\n%q", got, want)
+	}
+}
+
+// An ERROR caused by the receipted SUBSCRIBE carries its receipt-id, and
+// RabbitMQ sends the RECEIPT after it (a missing queue): the ERROR is no
+// receipt, and the wire says it saw one.
+func TestWireSeesAnErrorBeforeTheReceipt(t *testing.T) {
+	read := func(frames ...string) *wire {
+		pc := &pipeConn{}
+		for _, f := range frames {
+			pc.reads = append(pc.reads, []byte(f))
+		}
+		w := newWire(pc)
+		return w
+	}
+	drain := func(w *wire) {
+		buf := make([]byte, 5)
+		for {
+			if _, err := w.Read(buf); err != nil {
+				return
+			}
+		}
+	}
+	errFrame := "ERROR\nmessage:not_found\nreceipt-id:eventfn-subscribed-xyz\n\nNOT_FOUND - no queue 'q'\x00\n"
+	w := read(errFrame)
+	got := w.expect("eventfn-subscribed-xyz")
+	drain(w)
+	select {
+	case <-got:
+		t.Fatal("an ERROR frame taken for the RECEIPT")
+	default:
+	}
+	if !w.sawError() {
+		t.Error("the ERROR frame was not seen")
+	}
+	w = read(errFrame, "RECEIPT\nreceipt-id:eventfn-subscribed-xyz\n\n\x00")
+	got = w.expect("eventfn-subscribed-xyz")
+	drain(w)
+	select {
+	case <-got:
+	default:
+		t.Fatal("the RECEIPT after the ERROR not seen")
+	}
+	if !w.sawError() {
+		t.Error("the ERROR before the RECEIPT was not seen")
+	}
+	w = read("\nMESSAGE\ndestination:/q\n\nERROR\n in a body\x00\nRECEIPT\nreceipt-id:eventfn-subscribed-xyz\n\n\x00")
+	got = w.expect("eventfn-subscribed-xyz")
+	drain(w)
+	select {
+	case <-got:
+	default:
+		t.Fatal("receipt not seen")
+	}
+	if w.sawError() {
+		t.Error("ERROR in a message body taken for an ERROR frame")
 	}
 }
 
@@ -320,8 +386,14 @@ func TestBrokerErrorClassification(t *testing.T) {
 	if !refused.AccessRefused() || refused.NotFound() {
 		t.Errorf("refused: %v %v", refused.AccessRefused(), refused.NotFound())
 	}
-	if !notFound.NotFound() {
-		t.Error("not found not recognised")
+	if !notFound.NotFound() || notFound.AccessRefused() {
+		t.Errorf("not found: %v, access refused: %v (its message names the vhost)", notFound.NotFound(), notFound.AccessRefused())
+	}
+	if got := notFound.Missing(); got != "queue 'q' in vhost 'v'" {
+		t.Errorf("Missing = %q", got)
+	}
+	if got := refused.Missing(); got != "" {
+		t.Errorf("Missing of a refusal = %q", got)
 	}
 }
 

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/runner/broker"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -108,7 +108,8 @@ type waldurReg struct {
 
 // register runs the registration until it succeeds or ctx ends.
 func (w *waldurReg) register(ctx context.Context) ([]ConnConfig, error) {
-	for failures := 0; ; {
+	retry := broker.Retry{Backoff: w.src.cfg.Backoff}
+	for {
 		conns, err := w.registerOnce(ctx)
 		if err == nil {
 			return conns, nil
@@ -116,11 +117,10 @@ func (w *waldurReg) register(ctx context.Context) ([]ConnConfig, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		failures++
-		delay := w.src.cfg.Backoff.Delay(failures)
+		delay := retry.Failed()
 		w.src.setLastError(err)
 		w.src.log.Error("registration with Waldur failed; retrying", "error", err.Error(),
-			"attempt", failures, "retry_in", delay.Round(time.Millisecond).String())
+			"attempt", retry.Failures(), "retry_in", delay.Round(time.Millisecond).String())
 		sleep(ctx, delay)
 	}
 }
@@ -247,25 +247,13 @@ func BrokerFromAPI(apiURL string) (Endpoint, error) {
 	return ParseURL(scheme + "://" + u.Host + WaldurBrokerPath)
 }
 
-// WaldurFromSpec builds a Waldur source from a sources: entry with a waldur:
-// section.
-func WaldurFromSpec(spec rules.SourceSpec, d Deps) (*Source, error) {
-	ws := spec.Waldur
-	if ws == nil {
-		return nil, errors.New(`url "waldur" needs a waldur: section (api_url, token_file or token_env, offerings)`)
+// WaldurFromSettings builds a Waldur source from its settings.
+func WaldurFromSettings(name, url string, s WaldurSettings, d Deps) (*Source, error) {
+	if errs := s.Check(url); len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
-	if spec.URL != "" && spec.URL != "waldur" && !strings.HasPrefix(spec.URL, "waldur:") {
-		return nil, fmt.Errorf("a source with a waldur: section has url waldur (or none), not %q; set waldur.broker_url to choose the broker", spec.URL)
-	}
-	if spec.VHost != "" || spec.Login != "" || spec.PasscodeFile != "" || spec.PasscodeEnv != "" || len(spec.Subscribe) > 0 || spec.Type != "" {
-		return nil, errors.New("vhost, login, passcode, subscribe and type of a Waldur source come from the registration; remove them")
-	}
-	if spec.DedupKey != "" {
-		return nil, errors.New("dedup_key is not supported by Waldur sources: messages are de-duplicated by their x-message-id header")
-	}
-	if ws.APIURL == "" {
-		return nil, errors.New("waldur.api_url is required")
-	}
+	d = d.withDefaults()
+	ws := s.Waldur
 	token, err := ReadSecret(d.path(ws.TokenFile), ws.TokenEnv, d.LookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("waldur token (token_file or token_env): %w", err)
@@ -279,34 +267,22 @@ func WaldurFromSpec(spec rules.SourceSpec, d Deps) (*Source, error) {
 		if broker, err = ParseURL(ws.BrokerURL); err != nil {
 			return nil, fmt.Errorf("waldur.broker_url: %w", err)
 		}
-		if broker.Login != "" || broker.VHost != "" {
-			return nil, errors.New("waldur.broker_url: login and vhost come from the registration; remove them from the URL")
-		}
 	} else if broker, err = BrokerFromAPI(ws.APIURL); err != nil {
 		return nil, err
 	}
-	if spec.TLS != (rules.TLSSpec{}) && !broker.Secure() {
-		return nil, fmt.Errorf("tls settings need a TLS broker (stomp+wss:// or stomp+ssl://), not %s", broker)
-	}
 	var tlsConf *tls.Config
 	if broker.Secure() {
-		t := spec.TLS
-		if t.InsecureSkipVerify {
-			d.Logger.Warn("TLS certificate verification is OFF for this source (tls.insecure_skip_verify): use only for tests", "source", spec.Name)
+		if s.TLS.InsecureSkipVerify {
+			d.Logger.Warn("TLS certificate verification is OFF for this source (tls.insecure_skip_verify): use only for tests", "source", name)
 		}
-		if tlsConf, err = d.tlsOptions(t).Config(broker.Host()); err != nil {
+		if tlsConf, err = d.tlsOptions(s.TLS).Config(broker.Host()); err != nil {
 			return nil, err
 		}
 	}
-	cfg, err := configFromSpec(spec, d)
-	if err != nil {
-		return nil, err
-	}
-	types := slices.Clone(ws.ObjectTypes)
 	return NewWaldur(WaldurConfig{
-		Config: cfg, Client: client, Token: token, Offerings: ws.Offerings, ObjectTypes: types,
-		Mode: ws.Mode, Broker: broker, TLS: tlsConf, Heartbeat: spec.Heartbeat, TypeField: spec.TypeField,
-		AgentName: ws.AgentName, Version: d.Version,
+		Config: s.common().config(name, d), Client: client, Token: token, Offerings: ws.Offerings,
+		ObjectTypes: slices.Clone(ws.ObjectTypes), Mode: ws.Mode, Broker: broker, TLS: tlsConf,
+		Heartbeat: s.Heartbeat, TypeField: s.TypeField, AgentName: ws.AgentName, Version: d.Version,
 	})
 }
 

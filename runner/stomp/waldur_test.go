@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/eventfn/eventfn/internal/brokertest"
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/stomp"
 	"github.com/eventfn/eventfn/waldur"
@@ -74,11 +73,11 @@ rules:
       - record: "{{ type }} {{ payload.offering_uuid }}"
 `)
 	m := runner.NewMetrics()
-	spec := rules.SourceSpec{Name: "waldur", URL: "waldur", Waldur: &rules.WaldurSourceSpec{
+	spec := stomp.WaldurSettings{Waldur: &stomp.WaldurSection{
 		APIURL: api.URL, TokenEnv: "WALDUR_TOKEN", Offerings: []string{offering}, ObjectTypes: types,
 		BrokerURL: wsURL(),
 	}}
-	src, err := stomp.FromSpec(spec, stomp.Deps{Logger: logger, Metrics: m, Version: "test",
+	src, err := stomp.WaldurFromSettings("waldur", "waldur", spec, stomp.Deps{Logger: logger, Metrics: m, Version: "test",
 		Backoff:   stomp.Backoff{Initial: 100 * time.Millisecond, Max: time.Second},
 		LookupEnv: func(k string) (string, bool) { return waldurToken, k == "WALDUR_TOKEN" }})
 	if err != nil {
@@ -160,11 +159,11 @@ rules:
       - record: "{{ type }} {{ payload.n }}"
 `)
 	m := runner.NewMetrics()
-	spec := rules.SourceSpec{Name: "waldur", Waldur: &rules.WaldurSourceSpec{
+	spec := stomp.WaldurSettings{Waldur: &stomp.WaldurSection{
 		APIURL: api.URL, TokenEnv: "WALDUR_TOKEN", Offerings: []string{offering}, ObjectTypes: []string{"order", "user_role"},
 		Mode: stomp.ModeConsumerQueue, BrokerURL: tcpURL(), AgentName: "site-agent",
 	}}
-	src, err := stomp.FromSpec(spec, stomp.Deps{Logger: logger, Metrics: m,
+	src, err := stomp.WaldurFromSettings("waldur", "waldur", spec, stomp.Deps{Logger: logger, Metrics: m,
 		LookupEnv: func(k string) (string, bool) { return waldurToken, k == "WALDUR_TOKEN" }})
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +211,7 @@ func TestWaldurRegistrationRetried(t *testing.T) {
 
 	logger, logs := newLogger(t)
 	reg := registry(logger, newRecorder())
-	src, err := stomp.FromSpec(rules.SourceSpec{Name: "waldur", Waldur: &rules.WaldurSourceSpec{
+	src, err := stomp.WaldurFromSettings("waldur", "", stomp.WaldurSettings{Waldur: &stomp.WaldurSection{
 		APIURL: api.URL, TokenEnv: "T", Offerings: []string{offering}, ObjectTypes: []string{"order"}, BrokerURL: tcpURL(),
 	}}, stomp.Deps{Logger: logger, Backoff: stomp.Backoff{Initial: 50 * time.Millisecond},
 		LookupEnv: func(k string) (string, bool) { return waldurToken, k == "T" }})
@@ -261,7 +260,7 @@ func testQueueGone(t *testing.T, brokerURL string) {
 	logger, logs := newLogger(t)
 	rec := newRecorder()
 	reg := registry(logger, rec)
-	src, err := stomp.FromSpec(rules.SourceSpec{Name: "waldur", Waldur: &rules.WaldurSourceSpec{
+	src, err := stomp.WaldurFromSettings("waldur", "", stomp.WaldurSettings{Waldur: &stomp.WaldurSection{
 		APIURL: api.URL, TokenEnv: "T", Offerings: []string{offering}, ObjectTypes: []string{"order"}, BrokerURL: brokerURL,
 	}}, stomp.Deps{Logger: logger, Backoff: stomp.Backoff{Initial: 100 * time.Millisecond, Max: 200 * time.Millisecond},
 		LookupEnv: func(k string) (string, bool) { return waldurToken, k == "T" }})

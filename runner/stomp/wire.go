@@ -32,9 +32,16 @@ type wire struct {
 	mu       sync.Mutex
 	boundary bool              // the next Write starts a frame
 	extra    map[string]string // command "\x00" escaped id → header lines to add
-	want     []byte            // receipt token awaited
+	want     [][]byte          // the RECEIPT frame awaited, as its first bytes (LF or CRLF)
 	tail     []byte            // last bytes read, for a token split across reads
 	got      chan struct{}     // closed when want is seen
+	// While want is set, the frame commands read are followed so that an
+	// ERROR frame read before the RECEIPT is known (RabbitMQ sends ERROR
+	// then the RECEIPT for a subscription to a missing queue).
+	atFrameStart bool   // the next non-EOL byte starts a frame
+	cmd          []byte // the command being read, up to 8 bytes
+	inCmd        bool
+	errorSeen    atomic.Bool
 
 	lastRead atomic.Int64 // unix nanos
 
@@ -59,12 +66,13 @@ func (w *wire) Read(p []byte) (int, error) {
 		w.lastRead.Store(time.Now().UnixNano())
 		w.mu.Lock()
 		if w.want != nil {
+			w.follow(p[:n])
 			buf := append(w.tail, p[:n]...)
-			if bytes.Contains(buf, w.want) {
+			if bytes.Contains(buf, w.want[0]) || bytes.Contains(buf, w.want[1]) {
 				close(w.got)
 				w.want, w.tail = nil, nil
 			} else {
-				keep := min(len(buf), len(w.want)-1)
+				keep := min(len(buf), len(w.want[1])-1)
 				w.tail = append(w.tail[:0:0], buf[len(buf)-keep:]...)
 			}
 		}
@@ -75,6 +83,33 @@ func (w *wire) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// follow tracks frame commands in p, setting errorSeen on an ERROR frame.
+// Called with mu held.
+func (w *wire) follow(p []byte) {
+	for _, b := range p {
+		switch {
+		case w.inCmd && b == '\n':
+			w.inCmd = false
+			if string(bytes.TrimSuffix(w.cmd, []byte{'\r'})) == "ERROR" {
+				w.errorSeen.Store(true)
+			}
+		case w.inCmd:
+			if len(w.cmd) < 8 {
+				w.cmd = append(w.cmd, b)
+			}
+		case b == 0:
+			w.atFrameStart = true
+		case w.atFrameStart && (b == '\n' || b == '\r'):
+		case w.atFrameStart:
+			w.atFrameStart, w.inCmd, w.cmd = false, true, append(w.cmd[:0], b)
+		}
+	}
+}
+
+// sawError reports whether an ERROR frame was read while a RECEIPT was
+// awaited.
+func (w *wire) sawError() bool { return w.errorSeen.Load() }
 
 // Write implements net.Conn.
 func (w *wire) Write(p []byte) (int, error) {
@@ -127,11 +162,15 @@ func (w *wire) forget(cmd, id string) {
 	delete(w.extra, cmd+"\x00"+escapeHeader(id))
 }
 
-// expect returns a channel closed once token has been read.
+// expect returns a channel closed once the RECEIPT frame for token has
+// been read. Only a RECEIPT counts: an ERROR caused by the receipted frame
+// carries the token too (receipt-id), and means the opposite.
 func (w *wire) expect(token string) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.want, w.tail, w.got = []byte(token), nil, make(chan struct{})
+	w.want = [][]byte{[]byte("RECEIPT\nreceipt-id:" + token), []byte("RECEIPT\r\nreceipt-id:" + token)}
+	w.tail, w.got = nil, make(chan struct{})
+	w.atFrameStart, w.inCmd = true, false
 	return w.got
 }
 

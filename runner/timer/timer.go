@@ -23,11 +23,10 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
-	"gopkg.in/yaml.v3"
 
 	"github.com/eventfn/eventfn/event"
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/source"
 )
 
 // EventType is the type of the events a timer emits.
@@ -102,35 +101,31 @@ func New(name string, cfg Config, d Deps) (*Source, error) {
 	return &Source{name: name, cfg: cfg, sched: sched, clock: d.Clock, log: d.Logger}, nil
 }
 
-// FromSpec builds a timer source from a source spec with a timer: key.
-func FromSpec(spec rules.SourceSpec, d Deps) (*Source, error) {
-	var cfg Config
-	if IsSpec(spec) {
-		if err := decodeStrict(&spec.Timer, &cfg); err != nil {
-			return nil, err
-		}
-	}
-	return New(spec.Name, cfg, d)
+// Settings are a timer source's settings: a source with a timer: key and
+// no url.
+type Settings struct {
+	Timer Config `yaml:"timer"`
 }
 
-// IsSpec reports whether spec is a timer source (it has a timer: key).
-func IsSpec(spec rules.SourceSpec) bool { return spec.Timer.Kind != 0 }
-
-func decodeStrict(n *yaml.Node, cfg *Config) error {
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("timer: want a mapping of every or cron, and at_start")
+// Kind is the source plug-in of timers (a source with a timer: key).
+func Kind() source.Kind {
+	return &source.Plugin[Settings]{
+		KindName: "timer",
+		Implied:  "timer",
+		CheckSpec: func(s *source.Spec[Settings]) []error {
+			if s.URL != "" {
+				return []error{source.AtKey("url", "a timer source has no url (write timer: {every: 1h})")}
+			}
+			if _, err := New(s.Name, s.Settings.Timer, Deps{}); err != nil {
+				return []error{source.AtKey("timer", "%v", err)}
+			}
+			return nil
+		},
+		TypesOf: func(*source.Spec[Settings]) ([]string, bool) { return []string{EventType}, false },
+		BuildSpec: func(s *source.Spec[Settings], d source.Deps) (runner.Source, error) {
+			return New(s.Name, s.Settings.Timer, Deps{Logger: d.Logger})
+		},
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch k := n.Content[i].Value; k {
-		case "every", "cron", "at_start":
-		default:
-			return fmt.Errorf("%d:%d: timer: unknown key %q (known: every, cron, at_start)", n.Content[i].Line, n.Content[i].Column, k)
-		}
-	}
-	if err := n.Decode(cfg); err != nil {
-		return fmt.Errorf("timer: %w", err)
-	}
-	return nil
 }
 
 // Name implements runner.Source.

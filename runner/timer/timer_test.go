@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 )
 
@@ -125,23 +124,5 @@ func TestInvalidConfig(t *testing.T) {
 		if _, err := New("t", c.cfg, Deps{}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.cfg, err, c.want)
 		}
-	}
-}
-
-func TestFromSpec(t *testing.T) {
-	src := "version: 1\nrules: [{name: r, on: timer, steps: [{log: tick}]}]\nsources:\n  - name: hourly\n    timer: {every: 1h, at_start: true}\n  - name: bad\n    timer: {evry: 1h}\n"
-	rs, err := rules.Parse("t.yaml", []byte(src), rules.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !IsSpec(rs.Sources[0]) {
-		t.Fatal("timer: key not recognised")
-	}
-	s, err := FromSpec(rs.Sources[0], Deps{})
-	if err != nil || s.Name() != "hourly" || s.cfg.Every != time.Hour || !s.cfg.AtStart {
-		t.Fatalf("FromSpec: %+v, %v", s, err)
-	}
-	if _, err := FromSpec(rs.Sources[1], Deps{}); err == nil || !strings.Contains(err.Error(), `7:13: timer: unknown key "evry"`) {
-		t.Fatalf("unknown key: %v", err)
 	}
 }
