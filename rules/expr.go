@@ -18,6 +18,12 @@ type Expr struct {
 	program *vm.Program
 	// steps are the step ids the expression reads (steps.<id>).
 	steps []string
+	// tainted is true when the expression reads anything but vars, env
+	// and secrets: its value may come from the event.
+	tainted bool
+	// raw is true when the whole expression is raw(...): the rule opts
+	// its value out of contextual checks.
+	raw bool
 	// vms holds idle VMs for program: expr.Run allocates a VM and its
 	// stack on every run, and a rule's when runs for every event of its
 	// type. Pooled per expression, a VM's buffers fit its program.
@@ -74,10 +80,29 @@ func safeFetch(from, key any) (v any, err error) {
 // steps.<id> references.
 type strictPatch struct {
 	steps []string
-	// optional is true below a ?. chain, where misses must stay nil.
+	// tainted is set when an identifier other than the trusted ones
+	// (vars, env, secrets, function names) is read.
+	tainted bool
+	// raws counts raw(...) calls.
+	raws int
 }
 
+// trustedIdents are the names whose values come from the rules file or the
+// site, never from an event.
+var trustedIdents = map[string]bool{"vars": true, "env": true, "secrets": true, "raw": true, "__get": true}
+
 func (p *strictPatch) Visit(node *ast.Node) {
+	if c, ok := (*node).(*ast.CallNode); ok {
+		if id, ok := c.Callee.(*ast.IdentifierNode); ok && id.Value == "raw" {
+			p.raws++
+		}
+	}
+	if id, ok := (*node).(*ast.IdentifierNode); ok && !trustedIdents[id.Value] {
+		p.tainted = true
+	}
+	if _, ok := (*node).(*ast.PointerNode); ok {
+		p.tainted = true // closure arguments (#) of a tainted list
+	}
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok {
 		return
@@ -106,6 +131,7 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 		expr.Env(compileEnv),
 		expr.Function("__get", strictGet),
 		expr.Patch(patch),
+		expr.Function("raw", rawFunc, new(func(any) any)),
 	}
 	if asBool {
 		opts = append(opts, expr.AsBool())
@@ -114,8 +140,23 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %s", src, oneLine(err.Error()))
 	}
-	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps}, nil
+	isRaw := patch.raws == 1 && wrapsWhole(src, "raw(")
+	if patch.raws > 0 && !isRaw {
+		return nil, fmt.Errorf("expression %q: raw(...) must wrap the whole expression, once", src)
+	}
+	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, tainted: patch.tainted && !isRaw, raw: isRaw}, nil
 }
+
+// rawFunc is raw(x): x unchanged. The compiler notes it: the value is then
+// exempt from the checks of the place it is rendered into.
+func rawFunc(params ...any) (any, error) { return params[0], nil }
+
+// Tainted reports whether the expression's value may come from the event
+// (it reads more than vars, env and secrets, and is not raw(...)).
+func (e *Expr) Tainted() bool { return e.tainted }
+
+// Raw reports whether the expression is raw(...), opted out of escaping.
+func (e *Expr) Raw() bool { return e.raw }
 
 // Eval runs the expression over env. It may run concurrently.
 func (e *Expr) Eval(env map[string]any) (any, error) {
@@ -143,4 +184,35 @@ func oneLine(s string) string {
 		s = s[:i]
 	}
 	return strings.TrimSpace(s)
+}
+
+// wrapsWhole reports whether src is exactly fn(...): the parenthesis that
+// fn opens closes at the end of src (string literals skipped).
+func wrapsWhole(src, fn string) bool {
+	if !strings.HasPrefix(src, fn) || !strings.HasSuffix(src, ")") {
+		return false
+	}
+	depth := 0
+	var quote byte
+	for i := len(fn) - 1; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case quote != 0:
+			if c == '\\' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'' || c == '`':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return i == len(src)-1
+			}
+		}
+	}
+	return false
 }

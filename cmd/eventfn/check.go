@@ -40,6 +40,9 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	if !ok {
 		return 1
 	}
+	for _, n := range rs.RawUses() {
+		fmt.Fprintln(stdout, n)
+	}
 	fmt.Fprintf(stdout, "%s: ok: %d rules for %d event types, %d sources\n", rs.Files[0], len(rs.Rules), len(rs.Types()), len(rs.Sources))
 	return 0
 }
