@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
@@ -158,10 +160,19 @@ func TestBadInputCatalogue(t *testing.T) {
 			fate: "dead-letter: rejected: missing event type", check: rejected("missing_type")},
 		{name: "type field not a string", typ: "", body: []byte(`{"object_type": 7}`),
 			fate: "dead-letter: rejected: missing event type", check: rejected("missing_type")},
-		{name: "unknown type: no rule matches, acked and counted", typ: "no_such_type", body: []byte(`{}`),
+		{name: "unknown type: no rule matches, acked and counted under type other", typ: "no_such_type", body: []byte(`{}`),
 			fate: "ack", check: func(t *testing.T, c *catalogueRun) {
-				if n := testCounter(c.m.Unmatched.WithLabelValues("catalogue", "no_such_type")); n != 1 {
-					t.Errorf("eventfn_messages_unmatched_total = %v, want 1", n)
+				if n := testCounter(c.m.Unmatched.WithLabelValues("catalogue", OtherLabel)); n != 1 {
+					t.Errorf("eventfn_messages_unmatched_total{type=other} = %v, want 1", n)
+				}
+				for i := range 1000 { // a flood of invented types adds no series
+					catalogueDeliver(t, c.r, &Message{Source: "catalogue", Body: []byte(`{}`), Type: fmt.Sprintf("t%d", i), ID: fmt.Sprintf("flood-%d", i)})
+				}
+				if n := testutil.CollectAndCount(c.m.Received); n != 1 {
+					t.Errorf("eventfn_messages_received_total has %d series after 1,000 invented types, want 1 (type other)", n)
+				}
+				if n := testCounter(c.m.Received.WithLabelValues("catalogue", OtherLabel)); n != 1001 {
+					t.Errorf("eventfn_messages_received_total{type=other} = %v, want 1001", n)
 				}
 			}},
 		{name: "10 MiB body over the default 1 MiB limit", typ: "bad", body: big(10 << 20),

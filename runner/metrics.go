@@ -1,9 +1,18 @@
 package runner
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/eventfn/eventfn/rules"
 )
+
+// OtherLabel is the type label of events whose type the rules file does
+// not name: event types come from the event (a queue name, an MQTT topic,
+// a pushed envelope), and each label value is a series held forever.
+const OtherLabel = "other"
 
 // Metrics are the runner's Prometheus collectors, on a registry of their own
 // (no global state).
@@ -27,6 +36,44 @@ type Metrics struct {
 	Connected    *prometheus.GaugeVec   // source
 	Reconnects   *prometheus.CounterVec // source
 	Reloads      *prometheus.CounterVec // result (ok, error)
+
+	// types caches the event types the current rules file names.
+	types atomic.Pointer[typeSet]
+}
+
+type typeSet struct {
+	rs    *rules.Ruleset
+	names map[string]bool
+}
+
+// TypeLabel returns t when the rules file rs names it (in a rule's on or a
+// source's type), else OtherLabel, so that the number of series stays
+// bounded by the rules file whatever the events say.
+func (m *Metrics) TypeLabel(rs *rules.Ruleset, t string) string {
+	if t == "" {
+		return "" // no event: nothing was decoded
+	}
+	if rs == nil {
+		return OtherLabel
+	}
+	set := m.types.Load()
+	if set == nil || set.rs != rs {
+		set = &typeSet{rs: rs, names: map[string]bool{}}
+		for _, name := range rs.Types() {
+			set.names[name] = true
+		}
+		for _, src := range rs.Sources {
+			if src.Type != "" {
+				set.names[src.Type] = true
+			}
+		}
+		delete(set.names, "*")
+		m.types.Store(set)
+	}
+	if set.names[t] {
+		return t
+	}
+	return OtherLabel
 }
 
 // NewMetrics creates the collectors on a new registry that also carries the

@@ -274,9 +274,9 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 	if len(m.Headers) > 0 && ev.Headers == nil {
 		ev.Headers = m.Headers
 	}
-	r.m.Received.WithLabelValues(m.Source, ev.Type).Inc()
+	r.m.Received.WithLabelValues(m.Source, r.m.TypeLabel(rs, ev.Type)).Inc()
 	if ev.ID != "" && r.cfg.Journal.Completed(ev.ID) {
-		r.m.Duplicates.WithLabelValues(m.Source, ev.Type).Inc()
+		r.m.Duplicates.WithLabelValues(m.Source, r.m.TypeLabel(rs, ev.Type)).Inc()
 		trace.SpanFromContext(work).SetAttributes(AttrDuplicate.Bool(true))
 		if fj, ok := r.cfg.Journal.(FateJournal); ok && m.DeadLetterOnFailure && fj.Fate(ev.ID) == FateDeadLettered {
 			// Back after being dead-lettered: the dead-lettering did not
@@ -302,7 +302,7 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 		if len(failed) > 0 {
 			err = fmt.Errorf("rule %s: %w", failed[0].Rule.Name, failed[0].Err)
 		} else {
-			r.m.Unmatched.WithLabelValues(m.Source, ev.Type).Inc()
+			r.m.Unmatched.WithLabelValues(m.Source, r.m.TypeLabel(rs, ev.Type)).Inc()
 			r.log.Debug("no rule matched", "source", m.Source, "id", ev.ID, "type", ev.Type)
 		}
 		r.settle(work, m, ev, "", err)
@@ -423,7 +423,7 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 	if ev != nil {
 		typ = ev.Type
 	}
-	r.m.Settled.WithLabelValues(m.Source, typ, fate).Inc()
+	r.m.Settled.WithLabelValues(m.Source, r.m.TypeLabel(r.rules.Load(), typ), fate).Inc()
 	r.m.EndToEnd.WithLabelValues(m.Source).Observe(time.Since(m.Received).Seconds())
 	r.endMessage(ctx, fate, cause, err)
 	attrs := []any{"source", m.Source, "id", messageID(m, ev), "type", typ, "fate", fate,
