@@ -79,6 +79,8 @@ type WaldurSpec struct {
 	APIURL    string `yaml:"api_url"`
 	TokenFile string `yaml:"token_file"`
 	TokenEnv  string `yaml:"token_env"`
+	// InsecureHTTP allows an http:// api_url (the token in clear).
+	InsecureHTTP bool `yaml:"insecure_http"`
 }
 
 // TLSSpec configures a source's TLS.
@@ -100,6 +102,8 @@ type WaldurSourceSpec struct {
 	Mode        string   `yaml:"mode"`
 	BrokerURL   string   `yaml:"broker_url"`
 	AgentName   string   `yaml:"agent_name"`
+	// InsecureHTTP allows an http:// api_url (the token in clear).
+	InsecureHTTP bool `yaml:"insecure_http"`
 }
 
 // SourceSpec configures one source of events.

@@ -226,7 +226,7 @@ func newWaldurCaller(spec rules.WaldurSpec) (actions.WaldurCaller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("waldur: %w", err)
 	}
-	c, err := waldur.New(spec.APIURL, token, waldur.WithVersion(version))
+	c, err := waldur.New(spec.APIURL, token, waldur.WithVersion(version), waldur.WithInsecureHTTP(spec.InsecureHTTP))
 	if err != nil {
 		return nil, fmt.Errorf("waldur: %w", err)
 	}
