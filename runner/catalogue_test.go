@@ -278,6 +278,63 @@ func TestBadInputCatalogue(t *testing.T) {
 					t.Errorf("%v attempts, want 1 (a refused redirect is not retried)", n)
 				}
 			}},
+		// Issue 14: event data is untrusted everywhere.
+		{name: "an argv word from the event that is an option: refused, permanent", rules: `
+  - name: sorter
+    on: bad
+    steps:
+      - id: sort
+        exec: [sort, "{{ payload.file }}"]
+        retry: {attempts: 3, backoff: constant, initial: 10ms}` + onFailure, typ: "bad", body: []byte(`{"file": "--output=/tmp/eventfn-catalogue-pwned"}`),
+			fate: "dead-letter: step sort", check: func(t *testing.T, c *catalogueRun) {
+				onFailureSaw(`starts with "-"`)(t, c)
+				if n := testCounter(c.m.StepAttempts.WithLabelValues("exec", "error")); n != 0 {
+					t.Errorf("%v attempts, want none (refused while rendering, not retried)", n)
+				}
+			}},
+		{name: "a script path from the event that leaves its directory: refused", rules: `
+  - name: hooks
+    on: bad
+    steps:
+      - {id: hook, script: "%[1]s/hooks/{{ payload.action }}"}` + onFailure, typ: "bad", body: []byte(`{"action": "../../../../usr/bin/id"}`),
+			fate: "dead-letter: step hook", check: onFailureSaw(`".."`)},
+		{name: "a raw slurm argument from the event that is a keyword: refused before sacctmgr", rules: `
+  - name: remover
+    on: bad
+    steps:
+      - {id: rm, slurm: [remove, user, "{{ payload.username }}", "account=a1"]}` + onFailure, typ: "bad", body: []byte(`{"username": "where"}`),
+			fate: "dead-letter: step rm", check: onFailureSaw("keyword")},
+		{name: "a webhook host from the event: refused", rules: `
+  - name: hooked
+    on: bad
+    steps:
+      - {id: hook, webhook: "http://127.0.0.1{{ payload.path }}"}` + onFailure, typ: "bad", body: []byte(`{"path": "@127.0.0.3:18082/x"}`),
+			fate: "dead-letter: step hook", check: onFailureSaw("host")},
+		{name: "a command that exits 0 leaving a child holding its output: success", rules: `
+  - name: background
+    on: bad
+    steps:
+      - exec: [sh, -c, 'sleep 300 & echo started']
+`, typ: "bad", body: []byte(`{}`), fate: "ack"},
+		{name: "a header with CRLF from the event: permanent", rules: `
+  - name: crlf
+    on: bad
+    steps:
+      - id: hook
+        webhook: {url: "` + elsewhere.URL + `", headers: {X-Name: "{{ payload.name }}"}}
+        retry: {attempts: 3, backoff: constant, initial: 10ms}` + onFailure, typ: "bad", body: []byte(`{"name": "a\r\nX-Injected: 1"}`),
+			fate: "dead-letter: step hook", check: func(t *testing.T, c *catalogueRun) {
+				onFailureSaw("control character")(t, c)
+				if n := testCounter(c.m.StepAttempts.WithLabelValues("webhook", "error")); n != 1 {
+					t.Errorf("%v attempts, want 1 (a bad header is not retried)", n)
+				}
+			}},
+		{name: "a payload that cannot be encoded for a script's stdin (1e400): the step fails", rules: `
+  - name: huge
+    on: bad
+    steps:
+      - {id: run, script: /bin/cat}` + onFailure, typ: "bad", body: []byte(`{"n": 1e400}`),
+			fate: "dead-letter: step run", check: onFailureSaw("cannot be encoded")},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
