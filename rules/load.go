@@ -145,6 +145,9 @@ type SourceSpec struct {
 	// message id header).
 	DedupKey string            `yaml:"dedup_key"`
 	Waldur   *WaldurSourceSpec `yaml:"waldur"`
+	// HTTP holds the settings of an http:// source, decoded (and checked)
+	// by runner/local.DecodeHTTPConfig.
+	HTTP map[string]any `yaml:"http"`
 
 	Pos Pos `yaml:"-"`
 }

@@ -58,6 +58,8 @@ type deps struct {
 	// how long they keep connections for in-flight acknowledgements.
 	metrics         *runner.Metrics
 	shutdownTimeout time.Duration
+	// stateDir is runner.state_dir (the HTTP source's spool lives there).
+	stateDir string
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -93,7 +95,7 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 	limits := event.Limits{MaxBytes: rs.Runner.MaxBody}
 	metrics := runner.NewMetrics()
 	d := deps{logger: logger, limits: limits, stdin: stdin, dir: filepath.Dir(rs.Files[0]),
-		metrics: metrics, shutdownTimeout: rs.Runner.ShutdownTimeout}
+		metrics: metrics, shutdownTimeout: rs.Runner.ShutdownTimeout, stateDir: rs.Runner.StateDir}
 	var sources []runner.Source
 	for _, spec := range rs.Sources {
 		s, err := buildSource(spec, d)
@@ -134,7 +136,8 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 		if err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
-		srv := &http.Server{Handler: healthHandler(r), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: healthHandler(r), ReadHeaderTimeout: local.DefaultReadHeaderTimeout,
+			ReadTimeout: local.DefaultReadTimeout, WriteTimeout: local.DefaultWriteTimeout, IdleTimeout: local.DefaultIdleTimeout}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		logger.Info("serving health and metrics", "addr", ln.Addr().String())
@@ -186,7 +189,19 @@ func buildSource(spec rules.SourceSpec, d deps) (runner.Source, error) {
 		if i := strings.IndexByte(addr, '/'); i >= 0 {
 			addr, path = addr[:i], addr[i:]
 		}
-		return &local.HTTP{SourceName: spec.Name, Addr: addr, Path: path, Limits: d.limits, Logger: d.logger}, nil
+		cfg, err := local.DecodeHTTPConfig(spec.HTTP)
+		if err != nil {
+			return nil, err
+		}
+		h := &local.HTTP{SourceName: spec.Name, Addr: addr, Path: path, Limits: d.limits, Logger: d.logger,
+			Config: cfg, Dir: d.dir, Metrics: d.metrics}
+		if d.stateDir != "" {
+			h.SpoolDir = filepath.Join(d.stateDir, "http-spool", spec.Name)
+			if !filepath.IsAbs(h.SpoolDir) {
+				h.SpoolDir = filepath.Join(d.dir, h.SpoolDir)
+			}
+		}
+		return h, nil
 	}
 	return nil, fmt.Errorf("unsupported url %q (want file:, http://, stomp://, stomp+ssl://, stomp+ws://, stomp+wss://, mqtt://, mqtts://, mqtt+ws://, mqtt+wss:// or waldur)", spec.URL)
 }
