@@ -90,6 +90,9 @@ type Config struct {
 	Metrics *Metrics
 	// Secrets are the values of the rules' secrets.
 	Secrets map[string]any
+	// Redactor masks secrets in everything the runner lets out (default:
+	// one built from Secrets); pass the process's one redactor here.
+	Redactor *telemetry.Redactor
 	// Concurrency bounds the plans running at once.
 	Concurrency int
 	// Limits bound decoded bodies.
@@ -151,7 +154,10 @@ func New(cfg Config) *Runner {
 		cfg.Propagator = telemetry.Propagator()
 	}
 	tracer := cfg.TracerProvider.Tracer(TracerName)
-	red := telemetry.NewRedactor(telemetry.Values(cfg.Secrets)...)
+	red := cfg.Redactor
+	if red == nil {
+		red = telemetry.NewRedactor(telemetry.Values(cfg.Secrets)...)
+	}
 	r := &Runner{
 		cfg: cfg,
 		exec: &Executor{Actions: cfg.Actions, Logger: cfg.Logger, Metrics: cfg.Metrics,
@@ -411,7 +417,7 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 		case "dead_lettered":
 			reason := "failed"
 			if cause != nil {
-				reason = cause.Error()
+				reason = r.red.Error(cause)
 			}
 			err = m.Settler.DeadLetter(sctx, reason)
 		case "requeued":

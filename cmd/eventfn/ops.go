@@ -6,14 +6,17 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/runner/local"
 	"github.com/eventfn/eventfn/telemetry"
 )
 
@@ -29,9 +32,9 @@ type ops struct {
 
 // startOps sets up tracing and Sentry. It installs the W3C propagator
 // globally: webhook and Waldur steps inject the trace context with it.
-func startOps(ctx context.Context, rs *rules.Ruleset, secrets map[string]any, logger *slog.Logger) (*ops, error) {
+func startOps(ctx context.Context, rs *rules.Ruleset, red *telemetry.Redactor, logger *slog.Logger) (*ops, error) {
 	otel.SetTextMapPropagator(telemetry.Propagator())
-	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.Options{ServiceVersion: version})
+	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.Options{ServiceVersion: version, Redactor: red})
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +45,7 @@ func startOps(ctx context.Context, rs *rules.Ruleset, secrets map[string]any, lo
 	if dsn := rs.Runner.SentryDSN; dsn != "" {
 		s, err := telemetry.NewSentry(telemetry.SentryOptions{
 			DSN: dsn, Release: "eventfn@" + version,
-			Redactor: telemetry.NewRedactor(telemetry.Values(secrets)...),
+			Redactor: red,
 		})
 		if err != nil {
 			_ = shutdown(context.WithoutCancel(ctx))
@@ -78,4 +81,36 @@ func startReload(ctx context.Context, r *runner.Runner, path string, logger *slo
 		signal.Stop(hup)
 		stopReload()
 	}
+}
+
+// processRedactor returns the one redactor of `run`: it masks the rules'
+// secrets and every credential the configuration names (the Waldur token,
+// broker passcodes, HTTP source tokens and HMAC secrets), wherever they
+// would leave the process. Credentials that cannot be read are skipped
+// here: reading them fails later with its own error.
+func processRedactor(rs *rules.Ruleset, secrets map[string]any, dir string) *telemetry.Redactor {
+	values := telemetry.Values(secrets)
+	read := func(file, env string) {
+		if file == "" && env == "" {
+			return
+		}
+		if file != "" && !filepath.IsAbs(file) {
+			file = filepath.Join(dir, file)
+		}
+		if v, err := creds.Secret(file, env, nil); err == nil {
+			values = append(values, v)
+		}
+	}
+	read(rs.Waldur.TokenFile, rs.Waldur.TokenEnv)
+	for _, s := range rs.Sources {
+		read(s.PasscodeFile, s.PasscodeEnv)
+		if s.Waldur != nil {
+			read(s.Waldur.TokenFile, s.Waldur.TokenEnv)
+		}
+		if cfg, err := local.DecodeHTTPConfig(s.HTTP); err == nil {
+			read(cfg.TokenFile, cfg.TokenEnv)
+			read(cfg.HMACSecretFile, cfg.HMACSecretEnv)
+		}
+	}
+	return telemetry.NewRedactor(values...)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/eventfn/eventfn/runner/local"
 	"github.com/eventfn/eventfn/runner/mqtt"
 	"github.com/eventfn/eventfn/runner/stomp"
+	"github.com/eventfn/eventfn/telemetry"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -92,6 +93,10 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 	if err != nil {
 		return err
 	}
+	// One redactor for everything that leaves the process: logs, spans,
+	// Sentry, dead-letter reasons, {{ error }} and step results.
+	red := processRedactor(rs, secrets, filepath.Dir(rs.Files[0]))
+	logger = slog.New(telemetry.NewRedactingHandler(logger.Handler(), red))
 	limits := event.Limits{MaxBytes: rs.Runner.MaxBody}
 	metrics := runner.NewMetrics()
 	d := deps{logger: logger, limits: limits, stdin: stdin, dir: filepath.Dir(rs.Files[0]),
@@ -117,14 +122,14 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 		return err
 	}
 	defer jn.Close()
-	o, err := startOps(ctx, rs, secrets, logger)
+	o, err := startOps(ctx, rs, red, logger)
 	if err != nil {
 		return err
 	}
 	defer o.close(logger)
 	r := runner.New(runner.Config{
 		Rules: rs, Actions: reg, Sources: sources, Logger: logger, Metrics: metrics, Journal: jn,
-		Secrets: secrets, Concurrency: rs.Runner.Concurrency, Limits: limits,
+		Secrets: secrets, Redactor: red, Concurrency: rs.Runner.Concurrency, Limits: limits,
 		ShutdownTimeout: rs.Runner.ShutdownTimeout,
 		TracerProvider:  o.tracing, Reporter: o.reporter,
 	})
