@@ -39,6 +39,20 @@ import (
 //   - decoding limits one by one: event's tests and FuzzDecode; bodies and
 //     headers of any shape through the STOMP and MQTT sources:
 //     FuzzMessageToEvent in runner/stomp and runner/mqtt.
+//   - issue 14 (event data is untrusted), besides the rows below: every
+//     context of the renderer, rules.TestContextualEscaping and
+//     rules.FuzzContextualEscaping; the HTTP source (token, HMAC, TLS,
+//     cross-origin, content type, 429 when full, slow and idle connections,
+//     after_plan, the spool across a restart): runner/local TestHTTP*;
+//     secrets in every sink and form: TestSecretsNeverLeave; loaders (alias
+//     bombs, sizes, include count and directory, one-line quotes):
+//     rules.TestAliasBomb*, TestFileSizeIsBounded, TestIncludes*,
+//     TestErrorsQuoteAtMostALine, and cmd/eventfn TestValidateStopsOnSIGTERM;
+//     commands (exit 0 with a background child, EMFILE retried, CRLF
+//     headers, unencodable stdin): actions TestExitZero*, TestStartWithout*,
+//     TestHeaderWithCRLF*, TestScriptWithout*; the Waldur client (http://,
+//     redirects): waldur TestHTTPAPIURLNeedsInsecureHTTP,
+//     TestRedirectNeverCarriesTokenToAnotherSchemeOrHost.
 
 // catalogueGood is the rule that handles the good message of every row.
 const catalogueGood = `
