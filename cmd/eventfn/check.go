@@ -13,6 +13,7 @@ import (
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/rules/ruletest"
+	"github.com/eventfn/eventfn/runner/local"
 )
 
 const validateUsage = `usage: eventfn validate -c FILE
@@ -38,6 +39,17 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	rs, ok := load(configPath(*cfg), stderr)
 	if !ok {
+		return 1
+	}
+	bad := 0
+	for _, src := range rs.Sources {
+		if _, err := local.DecodeHTTPConfig(src.HTTP); err != nil {
+			fmt.Fprintf(stderr, "%s: source %q: %v\n", src.Pos, src.Name, err)
+			bad++
+		}
+	}
+	if bad > 0 {
+		fmt.Fprintf(stderr, "%d error(s)\n", bad)
 		return 1
 	}
 	for _, n := range rs.RawUses() {

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,6 +83,9 @@ func DecodeHTTPConfig(m map[string]any) (HTTPConfig, error) {
 	if len(m) == 0 {
 		return c, nil
 	}
+	if err := knownKeys("http", m, reflect.TypeOf(c)); err != nil {
+		return c, err
+	}
 	b, err := yaml.Marshal(m)
 	if err != nil {
 		return c, fmt.Errorf("http: %w", err)
@@ -87,9 +93,40 @@ func DecodeHTTPConfig(m map[string]any) (HTTPConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("http: %s", strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  "))
+		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")
+		if _, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(msg, "line ") {
+			msg = rest // the line of a re-encoded copy, not of the rules file
+		}
+		return c, fmt.Errorf("http: %s", msg)
 	}
 	return c, c.Check()
+}
+
+// knownKeys refuses keys of m that no yaml tag of struct t names, with the
+// known ones, one level of nested structs deep (tls).
+func knownKeys(what string, m map[string]any, t reflect.Type) error {
+	fields := map[string]reflect.Type{}
+	var names []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name != "" && name != "-" {
+			fields[name] = t.Field(i).Type
+			names = append(names, name)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		ft, ok := fields[k]
+		if !ok {
+			return fmt.Errorf("unknown key %q in %s (known: %s)", k, what, strings.Join(names, ", "))
+		}
+		if sub, ok := v.(map[string]any); ok && ft.Kind() == reflect.Struct {
+			if err := knownKeys(what+"."+k, sub, ft); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Check reports settings that cannot work together.
