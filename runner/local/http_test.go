@@ -396,3 +396,25 @@ func TestDecodeHTTPConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPBytesStayCountedUntilSettled(t *testing.T) {
+	got := make(chan *runner.Message, 4)
+	url := serve(t, &HTTP{Config: HTTPConfig{MaxBytesInFlight: 100}}, func(_ context.Context, m *runner.Message) error {
+		got <- m
+		return nil
+	})
+	body := `{"type": "order", "payload": {"pad": "` + strings.Repeat("x", 20) + `"}}` // 60 bytes
+	if resp := post(t, nil, url, body, nil); resp.StatusCode != 202 {
+		t.Fatalf("first: %d", resp.StatusCode)
+	}
+	first := <-got
+	if resp := post(t, nil, url, body, nil); resp.StatusCode != 429 {
+		t.Errorf("second while the first is queued, not settled: %d, want 429", resp.StatusCode)
+	}
+	if err := first.Settler.Ack(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if resp := post(t, nil, url, body, nil); resp.StatusCode != 202 {
+		t.Errorf("after the first settled: %d, want 202", resp.StatusCode)
+	}
+}

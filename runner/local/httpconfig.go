@@ -46,8 +46,9 @@ type HTTPConfig struct {
 	// MaxConcurrent bounds requests being handled at once (default 64);
 	// beyond it a request is answered 429 with Retry-After.
 	MaxConcurrent int `yaml:"max_concurrent"`
-	// MaxBytesInFlight bounds the bytes of request bodies held at once
-	// (default 64 MiB); beyond it a request is answered 429.
+	// MaxBytesInFlight bounds the bytes of the events held at once, from
+	// the request until their plans are settled (default 32 MiB); beyond
+	// it a request is answered 429.
 	MaxBytesInFlight int64 `yaml:"max_bytes_in_flight"`
 	// Respond is when the source answers: "accepted" (default: 202 once the
 	// event is kept, durably when runner.state_dir is set) or "after_plan"
@@ -69,7 +70,7 @@ const (
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxConnections    = 256
 	DefaultMaxConcurrent     = 64
-	DefaultMaxBytesInFlight  = 64 << 20
+	DefaultMaxBytesInFlight  = 32 << 20
 	DefaultHMACHeader        = "X-Hub-Signature-256"
 
 	RespondAccepted  = "accepted"

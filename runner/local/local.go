@@ -272,7 +272,16 @@ func (h *HTTP) Handler(ctx context.Context, deliver runner.Deliver) http.Handler
 			h.refuse(w, http.StatusTooManyRequests, "busy", "too many bytes in flight; retry later")
 			return
 		}
-		defer h.bytes.Add(-hold)
+		// The bytes stay counted until the event is settled, not only
+		// while the request is read: events queued in the runner are held
+		// in memory too.
+		release := sync.OnceFunc(func() { h.bytes.Add(-hold) })
+		handedOver := false
+		defer func() {
+			if !handedOver {
+				release()
+			}
+		}()
 		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, int64(min(hold, int64(limit)))))
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			h.refuse(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("event larger than %d bytes", limit))
@@ -298,7 +307,7 @@ func (h *HTTP) Handler(ctx context.Context, deliver runner.Deliver) http.Handler
 		m := &runner.Message{Source: h.SourceName, Destination: path, Event: ev, ID: ev.ID,
 			Settler: noopSettler{}, Received: time.Now()}
 		if h.cfg.Respond == RespondAfterPlan {
-			h.afterPlan(w, req, m, deliver)
+			handedOver = h.afterPlan(w, req, m, deliver, release)
 			return
 		}
 		durable := false
@@ -315,7 +324,10 @@ func (h *HTTP) Handler(ctx context.Context, deliver runner.Deliver) http.Handler
 			}
 			durable = true
 		}
-		if err := deliver(req.Context(), m); err != nil {
+		m.Settler = &releasingSettler{Settler: m.Settler, release: release}
+		err = deliver(req.Context(), m)
+		handedOver = err == nil
+		if err != nil {
 			if !durable {
 				h.refuse(w, http.StatusServiceUnavailable, "stopping", "runner is stopping")
 				return
@@ -364,14 +376,37 @@ func (s *waitSettler) DeadLetter(context.Context, string) error {
 	return nil
 }
 
+// releasingSettler calls release once the message is settled, whatever
+// its fate.
+type releasingSettler struct {
+	runner.Settler
+	release func()
+}
+
+func (s *releasingSettler) Ack(ctx context.Context) error {
+	defer s.release()
+	return s.Settler.Ack(ctx)
+}
+
+func (s *releasingSettler) Requeue(ctx context.Context) error {
+	defer s.release()
+	return s.Settler.Requeue(ctx)
+}
+
+func (s *releasingSettler) DeadLetter(ctx context.Context, reason string) error {
+	defer s.release()
+	return s.Settler.DeadLetter(ctx, reason)
+}
+
 // afterPlan delivers m and answers once its plans are settled: 200 when
 // they succeeded, 500 when one failed, 503 when the runner stopped first.
-func (h *HTTP) afterPlan(w http.ResponseWriter, req *http.Request, m *runner.Message, deliver runner.Deliver) {
+// It reports whether the runner took m (and with it the call of release).
+func (h *HTTP) afterPlan(w http.ResponseWriter, req *http.Request, m *runner.Message, deliver runner.Deliver, release func()) bool {
 	s := &waitSettler{done: make(chan int, 1)}
-	m.Settler, m.DeadLetterOnFailure = s, true
+	m.Settler, m.DeadLetterOnFailure = &releasingSettler{Settler: s, release: release}, true
 	if err := deliver(req.Context(), m); err != nil {
 		h.refuse(w, http.StatusServiceUnavailable, "stopping", "runner is stopping")
-		return
+		return false
 	}
 	select {
 	case status := <-s.done:
@@ -385,6 +420,7 @@ func (h *HTTP) afterPlan(w http.ResponseWriter, req *http.Request, m *runner.Mes
 	case <-req.Context().Done():
 		// The client left; the plan goes on.
 	}
+	return true
 }
 
 // spoolSettler removes a spooled event once settled (a dead-lettered one is
