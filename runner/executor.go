@@ -95,9 +95,13 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 			}
 		}
 		out, err := x.step(ctx, s, env, &req, plan, false)
+		if out != nil {
+			// Later steps (and the journal, for a resumed plan) get the
+			// result with secrets masked.
+			out = actions.Result(x.Redactor.Value(map[string]any(out)).(map[string]any))
+		}
 		if s.ID != "" && out != nil {
-			// Later steps read results with secrets masked.
-			steps[s.ID] = x.Redactor.Value(map[string]any(out))
+			steps[s.ID] = map[string]any(out)
 		}
 		if err != nil && ctx.Err() != nil {
 			res.Outcome, res.Err = Interrupted, err
