@@ -102,8 +102,6 @@ type WaldurSourceSpec struct {
 	Mode        string   `yaml:"mode"`
 	BrokerURL   string   `yaml:"broker_url"`
 	AgentName   string   `yaml:"agent_name"`
-	// InsecureHTTP allows an http:// api_url (the token in clear).
-	InsecureHTTP bool `yaml:"insecure_http"`
 }
 
 // SourceSpec configures one source of events.
