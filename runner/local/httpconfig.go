@@ -67,11 +67,15 @@ const (
 	DefaultReadHeaderTimeout = 5 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
-	DefaultIdleTimeout       = 60 * time.Second
-	DefaultMaxConnections    = 256
-	DefaultMaxConcurrent     = 64
-	DefaultMaxBytesInFlight  = 32 << 20
-	DefaultHMACHeader        = "X-Hub-Signature-256"
+	// DefaultAfterPlanWriteTimeout is the write timeout with respond:
+	// after_plan: how long a client may wait for the outcome (the plans go
+	// on if it is cut).
+	DefaultAfterPlanWriteTimeout = 5 * time.Minute
+	DefaultIdleTimeout           = 60 * time.Second
+	DefaultMaxConnections        = 256
+	DefaultMaxConcurrent         = 64
+	DefaultMaxBytesInFlight      = 32 << 20
+	DefaultHMACHeader            = "X-Hub-Signature-256"
 
 	RespondAccepted  = "accepted"
 	RespondAfterPlan = "after_plan"
@@ -168,6 +172,9 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 	}
 	def(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	def(&c.ReadTimeout, DefaultReadTimeout)
+	if c.Respond == RespondAfterPlan {
+		def(&c.WriteTimeout, DefaultAfterPlanWriteTimeout) // the answer waits for the plans
+	}
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	def(&c.IdleTimeout, DefaultIdleTimeout)
 	if c.MaxConnections == 0 {
