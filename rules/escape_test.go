@@ -63,6 +63,8 @@ func TestContextualEscaping(t *testing.T) {
 		{"slurm setting refused", `slurm: [add, user, alice, "account={{ payload.p }}"]`, map[string]any{"p": "a1 set"}, "", nil, "single name"},
 		{"slurm equals refused", `slurm: [add, user, "{{ payload.p }}"]`, map[string]any{"p": "account=root"}, "", nil, "single name"},
 		{"slurm name ok", `slurm: [add, user, "{{ payload.p }}", "account=a1"]`, map[string]any{"p": "alice"}, "args", []any{"add", "user", "alice", "account=a1"}, ""},
+		{"slurm short name like an abbreviation ok", `slurm: [add, user, "{{ payload.p }}", "account=a1"]`, map[string]any{"p": "eve"}, "args", []any{"add", "user", "eve", "account=a1"}, ""},
+		{"slurm entity word refused", `slurm: [add, user, "{{ payload.p }}", "account=a1"]`, map[string]any{"p": "Account"}, "", nil, "keyword"},
 		{"slurm literal parts free", `slurm: [remove, user, where, "account={{ payload.p }}"]`, map[string]any{"p": "a1"}, "args", []any{"remove", "user", "where", "account=a1"}, ""},
 		{"text untouched", `log: "user {{ payload.p }}"`, map[string]any{"p": "--x where ../"}, "message", "user --x where ../", ""},
 	}

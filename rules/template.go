@@ -374,7 +374,8 @@ func escapeSegment(s string) string {
 var slurmNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.@-]*$`)
 
 // slurmKeywords are words sacctmgr reads as commands, entities or
-// keywords; it accepts abbreviations, so a prefix of one is refused too.
+// keywords. It accepts abbreviations of five letters or more (witha for
+// withassoc), so such a prefix of one is refused too.
 var slurmKeywords = strings.Fields(`add create delete remove modify update list show dump load archive
 	clear reconfigure shutdown help version where set and or withassoc withcoord withdeleted
 	withsubaccounts withrawqos wassoc wcoord wdeleted wsubaccounts wolimits wopinfo woplimits
@@ -395,7 +396,7 @@ func safeSlurmName(s string) error {
 	}
 	low := strings.ToLower(s)
 	for _, k := range slurmKeywords {
-		if low == k || len(low) >= 3 && strings.HasPrefix(k, low) {
+		if low == k || len(low) >= 5 && strings.HasPrefix(k, low) {
 			return fmt.Errorf("is the sacctmgr keyword %q (or an abbreviation of it)", k)
 		}
 	}
