@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
@@ -97,11 +98,26 @@ func RunCommand(ctx context.Context, p ExecParams, stdin []byte) (Result, error)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := cmd.Run()
 	code := 0
+	var warning string
+	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// The command exited 0; something it left behind (a background
+		// child) still held its output open. The exit decides: kill what is
+		// left of its process group and go on.
+		_ = syscall.Kill(-cmd.ProcessState.Pid(), syscall.SIGKILL)
+		warning = "the command exited 0 but a process it started kept its output open: its process group was killed"
+		slog.WarnContext(ctx, "exec: "+warning, "argv0", p.Argv[0], "pid", cmd.ProcessState.Pid())
+		err = nil
+	}
 	if err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("%s: %w", p.Argv[0], ctx.Err())
+			}
+			if exhausted(err) {
+				// Out of descriptors, processes or memory: the machine's
+				// state, not the command's; worth another attempt.
+				return nil, fmt.Errorf("exec %s: %w", p.Argv[0], err)
 			}
 			return nil, Permanent(fmt.Errorf("exec %s: %w", p.Argv[0], err))
 		}
@@ -116,6 +132,9 @@ func RunCommand(ctx context.Context, p ExecParams, stdin []byte) (Result, error)
 	if stdout.dropped > 0 || stderr.dropped > 0 {
 		res["truncated"] = true
 	}
+	if warning != "" {
+		res["warning"] = warning
+	}
 	ok := p.OKExitCodes
 	if len(ok) == 0 {
 		ok = []int{0}
@@ -128,6 +147,17 @@ func RunCommand(ctx context.Context, p ExecParams, stdin []byte) (Result, error)
 		return res, Permanent(xerr)
 	}
 	return res, xerr
+}
+
+// exhausted reports whether a command failed to start for lack of a
+// resource (descriptors, processes, memory): a transient failure.
+func exhausted(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.EAGAIN, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func commandEnv(extra map[string]string) []string {

@@ -44,7 +44,9 @@ func (s *Script) Run(ctx context.Context, req Request) (Result, error) {
 	}
 	stdin := req.EventJSON
 	if stdin == nil {
-		stdin = []byte{}
+		// The runner could not encode the event (e.g. a number out of
+		// range, 1e400): the script would read nothing and act on nothing.
+		return nil, Permanent(errors.New("script: the event cannot be encoded as JSON for the script's stdin (a number out of range?)"))
 	}
 	return RunCommand(ctx, ExecParams{
 		Argv: append([]string{p.Path}, p.Args...), Env: env, Dir: p.Dir,

@@ -107,6 +107,9 @@ func (w *Webhook) Run(ctx context.Context, req Request) (Result, error) {
 		return nil, Permanent(fmt.Errorf("webhook: %w", err))
 	}
 	for k, v := range p.Headers {
+		if err := checkHeader(k, v); err != nil {
+			return nil, Permanent(fmt.Errorf("webhook: %w", err))
+		}
 		hreq.Header.Set(k, v)
 	}
 	if p.HMACSecretFile != "" {
@@ -152,6 +155,27 @@ func (w *Webhook) Run(ctx context.Context, req Request) (Result, error) {
 		return res, herr
 	}
 	return res, Permanent(herr)
+}
+
+// checkHeader refuses a header name that is not an HTTP token and a value
+// with CR, LF, NUL or other control characters (but tab): they would split
+// or end the header, and retrying cannot change that.
+func checkHeader(name, value string) error {
+	if name == "" {
+		return errors.New("empty header name")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return fmt.Errorf("header name %q is not a valid HTTP token", name)
+		}
+	}
+	for i := 0; i < len(value); i++ {
+		if c := value[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return fmt.Errorf("header %s: the value holds a control character (CR, LF, ...)", name)
+		}
+	}
+	return nil
 }
 
 // redactURL drops credentials and the query (which may carry tokens).

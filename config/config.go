@@ -66,6 +66,9 @@ type WaldurSpec struct {
 	APIURL    string `yaml:"api_url"`
 	TokenFile string `yaml:"token_file"`
 	TokenEnv  string `yaml:"token_env"`
+	// InsecureHTTP allows an http:// api_url (the token in clear); without
+	// it only https:// and loopback addresses are accepted.
+	InsecureHTTP bool `yaml:"insecure_http"`
 }
 
 // Options tune Load.

@@ -20,6 +20,12 @@ type Expr struct {
 	steps []string
 	// items is true when the expression reads item or index.
 	items bool
+	// tainted is true when the expression reads anything but vars, env
+	// and secrets: its value may come from the event.
+	tainted bool
+	// raw is true when the whole expression is raw(...): the rule opts
+	// its value out of contextual checks.
+	raw bool
 	// vms holds idle VMs for program: expr.Run allocates a VM and its
 	// stack on every run, and a rule's when runs for every event of its
 	// type. Pooled per expression, a VM's buffers fit its program.
@@ -85,13 +91,34 @@ type strictPatch struct {
 	steps []string
 	items bool
 	// optional is true below a ?. chain, where misses must stay nil.
+	// tainted is set when an identifier other than the trusted ones
+	// (vars, env, secrets, function names) is read.
+	tainted bool
+	// raws counts raw(...) calls.
+	raws int
 }
+
+// trustedIdents are the names whose values come from the rules file or the
+// site, never from an event.
+var trustedIdents = map[string]bool{"vars": true, "env": true, "secrets": true, "raw": true, "__get": true}
 
 func (p *strictPatch) Visit(node *ast.Node) {
 	if id, ok := (*node).(*ast.IdentifierNode); ok && (id.Value == "item" || id.Value == "index") {
 		p.items = true
+		p.tainted = true // an item of a list that may come from the event
 		ast.Patch(node, &ast.MemberNode{Node: &ast.IdentifierNode{Value: loopVar}, Property: &ast.StringNode{Value: id.Value}})
 		return
+	}
+	if c, ok := (*node).(*ast.CallNode); ok {
+		if id, ok := c.Callee.(*ast.IdentifierNode); ok && id.Value == "raw" {
+			p.raws++
+		}
+	}
+	if id, ok := (*node).(*ast.IdentifierNode); ok && !trustedIdents[id.Value] {
+		p.tainted = true
+	}
+	if _, ok := (*node).(*ast.PointerNode); ok {
+		p.tainted = true // closure arguments (#) of a tainted list
 	}
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok {
@@ -121,6 +148,7 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 		expr.Env(compileEnv),
 		expr.Function("__get", strictGet),
 		expr.Patch(patch),
+		expr.Function("raw", rawFunc, new(func(any) any)),
 	}
 	if asBool {
 		opts = append(opts, expr.AsBool())
@@ -129,8 +157,23 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %s", src, oneLine(err.Error()))
 	}
-	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, items: patch.items}, nil
+	isRaw := patch.raws == 1 && wrapsWhole(src, "raw(")
+	if patch.raws > 0 && !isRaw {
+		return nil, fmt.Errorf("expression %q: raw(...) must wrap the whole expression, once", src)
+	}
+	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, tainted: patch.tainted && !isRaw, raw: isRaw, items: patch.items}, nil
 }
+
+// rawFunc is raw(x): x unchanged. The compiler notes it: the value is then
+// exempt from the checks of the place it is rendered into.
+func rawFunc(params ...any) (any, error) { return params[0], nil }
+
+// Tainted reports whether the expression's value may come from the event
+// (it reads more than vars, env and secrets, and is not raw(...)).
+func (e *Expr) Tainted() bool { return e.tainted }
+
+// Raw reports whether the expression is raw(...), opted out of escaping.
+func (e *Expr) Raw() bool { return e.raw }
 
 // Eval runs the expression over env. It may run concurrently.
 func (e *Expr) Eval(env map[string]any) (any, error) {
@@ -158,4 +201,35 @@ func oneLine(s string) string {
 		s = s[:i]
 	}
 	return strings.TrimSpace(s)
+}
+
+// wrapsWhole reports whether src is exactly fn(...): the parenthesis that
+// fn opens closes at the end of src (string literals skipped).
+func wrapsWhole(src, fn string) bool {
+	if !strings.HasPrefix(src, fn) || !strings.HasSuffix(src, ")") {
+		return false
+	}
+	depth := 0
+	var quote byte
+	for i := len(fn) - 1; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case quote != 0:
+			if c == '\\' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'' || c == '`':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return i == len(src)-1
+			}
+		}
+	}
+	return false
 }

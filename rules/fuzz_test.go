@@ -12,6 +12,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nrules:\n  - {name: a, on: x, steps: [{log: '{{ payload.a }}'}]}\n"))
 	f.Add([]byte("version: 1\nrules: [{name: a, on: x, when: 'payload.x ==', steps: []}]"))
 	f.Add([]byte("{{{"))
+	f.Add([]byte("version: 1\nrules:\n  - name: r\n    on: x\n    steps:\n      - log:\n          message: m\n          fields:\n" + bomb("            ", 9)))
+	f.Add([]byte("version: 1\nvars: &v {a: *v}\n"))
+	f.Add([]byte("version: 1\ninclude: [../*]\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		rs, err := Parse("fuzz.yaml", src, Options{})
 		if err == nil && rs == nil {

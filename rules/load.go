@@ -108,7 +108,7 @@ type Options struct {
 // Load reads and checks a rules file and its includes. On any problem it
 // returns an ErrorList holding every problem found, each with its position.
 func Load(path string, opts Options) (*Ruleset, error) {
-	src, err := os.ReadFile(path)
+	src, err := readFileLimited(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading rules: %w", err)
 	}
@@ -164,11 +164,19 @@ type parser struct {
 
 func parseDoc(l *loader, src []byte) *yaml.Node {
 	var doc yaml.Node
+	if len(src) > MaxFileBytes {
+		l.errs = append(l.errs, Error{Pos: Pos{File: l.file, Line: 1, Col: 1}, Msg: fmt.Sprintf("larger than %d bytes", MaxFileBytes)})
+		return nil
+	}
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		line := 1
 		var msg = err.Error()
 		fmt.Sscanf(strings.TrimPrefix(msg, "yaml: "), "line %d:", &line)
-		l.errs = append(l.errs, Error{Pos: Pos{File: l.file, Line: line, Col: 1}, Msg: msg})
+		l.errs = append(l.errs, Error{Pos: Pos{File: l.file, Line: line, Col: 1}, Msg: yamlError(err)})
+		return nil
+	}
+	if err := checkExpansion(&doc); err != nil {
+		l.errs = append(l.errs, Error{Pos: Pos{File: l.file, Line: 1, Col: 1}, Msg: err.Error()})
 		return nil
 	}
 	if len(doc.Content) == 0 {
@@ -256,22 +264,41 @@ func (p *parser) parseMain(root *yaml.Node, dir string) {
 }
 
 func (p *parser) include(n *yaml.Node, dir string) {
+	// Includes stay under the rules file's directory unless the include
+	// is written as an absolute path; each file is read with a size limit,
+	// and the files of all includes together are bounded.
 	pattern := n.Value
-	if !filepath.IsAbs(pattern) {
+	absolute := filepath.IsAbs(pattern)
+	if !absolute {
 		pattern = filepath.Join(dir, pattern)
 	}
 	files, err := filepath.Glob(pattern)
 	if err != nil {
-		p.errorf(n, "", "include %q: %v", n.Value, err)
+		p.errorf(n, "", "include %s: %v", quoteLine(n.Value), err)
 		return
 	}
 	if len(files) == 0 {
-		p.errorf(n, "", "include %q matches no file", n.Value)
+		p.errorf(n, "", "include %s matches no file", quoteLine(n.Value))
 		return
 	}
 	sort.Strings(files)
+	root, rootErr := filepath.EvalSymlinks(dir)
 	for _, f := range files {
-		src, err := os.ReadFile(f)
+		if !absolute {
+			real, err := filepath.EvalSymlinks(f)
+			if err == nil && rootErr == nil {
+				rel, rerr := filepath.Rel(root, real)
+				if rerr != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+					p.errorf(n, "", "include %s: %s is outside the rules directory %s (write an absolute path to include it)", quoteLine(n.Value), f, dir)
+					continue
+				}
+			}
+		}
+		if len(p.rs.Files) > MaxIncludes {
+			p.errorf(n, "", "include %s: more than %d included files", quoteLine(n.Value), MaxIncludes)
+			return
+		}
+		src, err := readFileLimited(f)
 		if err != nil {
 			p.errorf(n, "", "include: %v", err)
 			continue
@@ -279,14 +306,18 @@ func (p *parser) include(n *yaml.Node, dir string) {
 		p.rs.Files = append(p.rs.Files, f)
 		saved := p.file
 		p.file = f
-		if root := parseDoc(p.loader, src); root != nil {
+		if root := parseDoc(p.loader, src); root != nil && root.Kind != yaml.MappingNode {
+			// Not a rules file (a glob that hit something else): say so
+			// without quoting what it holds.
+			p.errorf(root, "", "not a rules file: its top level is not a mapping of version and rules")
+		} else if root != nil {
 			for _, kv := range p.pairs(root, "", "an included file") {
 				switch kv[0].Value {
 				case "version":
 				case "rules":
 					p.parseRules(kv[1])
 				default:
-					p.errorf(kv[0], "", "unknown key %q in an included file (known: version, rules)", kv[0].Value)
+					p.errorf(kv[0], "", "unknown key %s in an included file (known: version, rules)", quoteLine(kv[0].Value))
 				}
 			}
 		}

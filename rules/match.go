@@ -143,9 +143,14 @@ func RenderStep(s *Step, env map[string]any, lenient bool) (params map[string]an
 			return nil, false, nil
 		}
 	}
-	r, err := s.Params.Render(env, lenient)
-	if err != nil {
-		return nil, false, fmt.Errorf("step %s: %w", s.Label(), err)
+	params = make(map[string]any, len(s.Params.keys))
+	for i, k := range s.Params.keys {
+		ctx := ParamContext(s.Kind, k, -1)
+		r, err := s.Params.vals[i].RenderIn(env, lenient, ctx, func(i int) Context { return ParamContext(s.Kind, k, i) })
+		if err != nil {
+			return nil, false, fmt.Errorf("step %s: %s: %w", s.Label(), k, err)
+		}
+		params[k] = r
 	}
-	return r.(map[string]any), true, nil
+	return params, true, nil
 }

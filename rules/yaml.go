@@ -1,13 +1,129 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"reflect"
 	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
+
+// Limits of the loader: a rules file is trusted, but a mistake (or a file
+// that is not a rules file at all) must not take the machine down.
+const (
+	// MaxFileBytes bounds each file read (the main file and each include).
+	MaxFileBytes = 8 << 20
+	// MaxNodes bounds the YAML nodes of a document once its aliases are
+	// expanded (an alias bomb of a few hundred bytes expands to billions).
+	MaxNodes = 1 << 20
+	// MaxIncludes bounds the files that include: globs may add.
+	MaxIncludes = 256
+	// maxQuote bounds how much of a file an error message quotes.
+	maxQuote = 80
+)
+
+// readFileLimited reads at most MaxFileBytes of a file, refusing a larger
+// one (or an endless one such as /dev/zero) without reading it all.
+func readFileLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileBytes)
+	}
+	return b, nil
+}
+
+// errTooManyNodes is an alias bomb, or a file far larger than a rules file.
+var errTooManyNodes = fmt.Errorf("the document expands to more than %d YAML nodes (aliases, *name, repeat what they point to: nested ones multiply)", MaxNodes)
+
+// checkExpansion counts the nodes of n with every alias expanded, without
+// expanding anything (each node's expanded size is computed once), and
+// refuses a document larger than MaxNodes. It also refuses an alias that
+// contains itself.
+func checkExpansion(n *yaml.Node) error {
+	sizes := map[*yaml.Node]int{}
+	var size func(n *yaml.Node, depth int) (int, error)
+	size = func(n *yaml.Node, depth int) (int, error) {
+		if n == nil {
+			return 0, nil
+		}
+		if s, ok := sizes[n]; ok {
+			if s < 0 {
+				return 0, errors.New("an alias refers to a node that contains it")
+			}
+			return s, nil
+		}
+		if depth > 10_000 {
+			return 0, errors.New("the document is nested more than 10,000 levels")
+		}
+		sizes[n] = -1 // in progress
+		total := 1
+		children := n.Content
+		if n.Kind == yaml.AliasNode {
+			children = []*yaml.Node{n.Alias}
+		}
+		for _, c := range children {
+			s, err := size(c, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			total += s
+			if total > MaxNodes {
+				return 0, errTooManyNodes
+			}
+		}
+		sizes[n] = total
+		return total, nil
+	}
+	_, err := size(n, 0)
+	return err
+}
+
+// quoteLine quotes at most the first line of s, and at most maxQuote bytes
+// of it, so that an error never prints a whole file.
+func quoteLine(s string) string {
+	cut := false
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s, cut = s[:i], true
+	}
+	if len(s) > maxQuote {
+		s, cut = s[:maxQuote], true
+		for len(s) > 0 && s[len(s)-1]&0xc0 == 0x80 { // do not split a UTF-8 sequence
+			s = s[:len(s)-1]
+		}
+		if len(s) > 0 && s[len(s)-1] >= 0xc0 {
+			s = s[:len(s)-1]
+		}
+	}
+	q := fmt.Sprintf("%q", s)
+	if cut {
+		q += "…"
+	}
+	return q
+}
+
+// yamlError is a YAML parser error reduced to one line of bounded length.
+func yamlError(err error) string {
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i] + " …"
+	}
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return strings.ToValidUTF8(msg, "?")
+}
 
 // loader accumulates errors while reading one or more files.
 type loader struct {
@@ -53,7 +169,7 @@ func nodeKind(n *yaml.Node) string {
 		if n.Tag == "!!null" {
 			return "empty"
 		}
-		return fmt.Sprintf("%q", n.Value)
+		return quoteLine(n.Value)
 	case yaml.AliasNode:
 		return "an alias"
 	}
@@ -69,9 +185,8 @@ func (l *loader) decodeStrict(n *yaml.Node, rule, what string, out any) {
 		return
 	}
 	if err := n.Decode(out); err != nil {
-		msg := err.Error()
-		msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
-		l.errorf(n, rule, "%s: %s", what, msg)
+		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  ")
+		l.errorf(n, rule, "%s: %s", what, yamlError(errors.New(msg)))
 	}
 }
 

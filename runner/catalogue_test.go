@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
@@ -37,6 +39,20 @@ import (
 //   - decoding limits one by one: event's tests and FuzzDecode; bodies and
 //     headers of any shape through the STOMP and MQTT sources:
 //     FuzzMessageToEvent in runner/stomp and runner/mqtt.
+//   - issue 14 (event data is untrusted), besides the rows below: every
+//     context of the renderer, rules.TestContextualEscaping and
+//     rules.FuzzContextualEscaping; the HTTP source (token, HMAC, TLS,
+//     cross-origin, content type, 429 when full, slow and idle connections,
+//     after_plan, the spool across a restart): runner/local TestHTTP*;
+//     secrets in every sink and form: TestSecretsNeverLeave; loaders (alias
+//     bombs, sizes, include count and directory, one-line quotes):
+//     rules.TestAliasBomb*, TestFileSizeIsBounded, TestIncludes*,
+//     TestErrorsQuoteAtMostALine, and cmd/eventfn TestValidateStopsOnSIGTERM;
+//     commands (exit 0 with a background child, EMFILE retried, CRLF
+//     headers, unencodable stdin): actions TestExitZero*, TestStartWithout*,
+//     TestHeaderWithCRLF*, TestScriptWithout*; the Waldur client (http://,
+//     redirects): waldur TestHTTPAPIURLNeedsInsecureHTTP,
+//     TestRedirectNeverCarriesTokenToAnotherSchemeOrHost.
 
 // catalogueGood is the rule that handles the good message of every row.
 const catalogueGood = `
@@ -158,10 +174,19 @@ func TestBadInputCatalogue(t *testing.T) {
 			fate: "dead-letter: rejected: missing event type", check: rejected("missing_type")},
 		{name: "type field not a string", typ: "", body: []byte(`{"object_type": 7}`),
 			fate: "dead-letter: rejected: missing event type", check: rejected("missing_type")},
-		{name: "unknown type: no rule matches, acked and counted", typ: "no_such_type", body: []byte(`{}`),
+		{name: "unknown type: no rule matches, acked and counted under type other", typ: "no_such_type", body: []byte(`{}`),
 			fate: "ack", check: func(t *testing.T, c *catalogueRun) {
-				if n := testCounter(c.m.Unmatched.WithLabelValues("catalogue", "no_such_type")); n != 1 {
-					t.Errorf("eventfn_messages_unmatched_total = %v, want 1", n)
+				if n := testCounter(c.m.Unmatched.WithLabelValues("catalogue", OtherLabel)); n != 1 {
+					t.Errorf("eventfn_messages_unmatched_total{type=other} = %v, want 1", n)
+				}
+				for i := range 1000 { // a flood of invented types adds no series
+					catalogueDeliver(t, c.r, &Message{Source: "catalogue", Body: []byte(`{}`), Type: fmt.Sprintf("t%d", i), ID: fmt.Sprintf("flood-%d", i)})
+				}
+				if n := testutil.CollectAndCount(c.m.Received); n != 1 {
+					t.Errorf("eventfn_messages_received_total has %d series after 1,000 invented types, want 1 (type other)", n)
+				}
+				if n := testCounter(c.m.Received.WithLabelValues("catalogue", OtherLabel)); n != 1001 {
+					t.Errorf("eventfn_messages_received_total{type=other} = %v, want 1001", n)
 				}
 			}},
 		{name: "10 MiB body over the default 1 MiB limit", typ: "bad", body: big(10 << 20),
@@ -267,6 +292,63 @@ func TestBadInputCatalogue(t *testing.T) {
 					t.Errorf("%v attempts, want 1 (a refused redirect is not retried)", n)
 				}
 			}},
+		// Issue 14: event data is untrusted everywhere.
+		{name: "an argv word from the event that is an option: refused, permanent", rules: `
+  - name: sorter
+    on: bad
+    steps:
+      - id: sort
+        exec: [sort, "{{ payload.file }}"]
+        retry: {attempts: 3, backoff: constant, initial: 10ms}` + onFailure, typ: "bad", body: []byte(`{"file": "--output=/tmp/eventfn-catalogue-pwned"}`),
+			fate: "dead-letter: step sort", check: func(t *testing.T, c *catalogueRun) {
+				onFailureSaw(`starts with "-"`)(t, c)
+				if n := testCounter(c.m.StepAttempts.WithLabelValues("exec", "error")); n != 0 {
+					t.Errorf("%v attempts, want none (refused while rendering, not retried)", n)
+				}
+			}},
+		{name: "a script path from the event that leaves its directory: refused", rules: `
+  - name: hooks
+    on: bad
+    steps:
+      - {id: hook, script: "%[1]s/hooks/{{ payload.action }}"}` + onFailure, typ: "bad", body: []byte(`{"action": "../../../../usr/bin/id"}`),
+			fate: "dead-letter: step hook", check: onFailureSaw(`".."`)},
+		{name: "a raw slurm argument from the event that is a keyword: refused before sacctmgr", rules: `
+  - name: remover
+    on: bad
+    steps:
+      - {id: rm, slurm: [remove, user, "{{ payload.username }}", "account=a1"]}` + onFailure, typ: "bad", body: []byte(`{"username": "where"}`),
+			fate: "dead-letter: step rm", check: onFailureSaw("keyword")},
+		{name: "a webhook host from the event: refused", rules: `
+  - name: hooked
+    on: bad
+    steps:
+      - {id: hook, webhook: "http://127.0.0.1{{ payload.path }}"}` + onFailure, typ: "bad", body: []byte(`{"path": "@127.0.0.3:18082/x"}`),
+			fate: "dead-letter: step hook", check: onFailureSaw("host")},
+		{name: "a command that exits 0 leaving a child holding its output: success", rules: `
+  - name: background
+    on: bad
+    steps:
+      - exec: [sh, -c, 'sleep 300 & echo started']
+`, typ: "bad", body: []byte(`{}`), fate: "ack"},
+		{name: "a header with CRLF from the event: permanent", rules: `
+  - name: crlf
+    on: bad
+    steps:
+      - id: hook
+        webhook: {url: "` + elsewhere.URL + `", headers: {X-Name: "{{ payload.name }}"}}
+        retry: {attempts: 3, backoff: constant, initial: 10ms}` + onFailure, typ: "bad", body: []byte(`{"name": "a\r\nX-Injected: 1"}`),
+			fate: "dead-letter: step hook", check: func(t *testing.T, c *catalogueRun) {
+				onFailureSaw("control character")(t, c)
+				if n := testCounter(c.m.StepAttempts.WithLabelValues("webhook", "error")); n != 1 {
+					t.Errorf("%v attempts, want 1 (a bad header is not retried)", n)
+				}
+			}},
+		{name: "a payload that cannot be encoded for a script's stdin (1e400): the step fails", rules: `
+  - name: huge
+    on: bad
+    steps:
+      - {id: run, script: /bin/cat}` + onFailure, typ: "bad", body: []byte(`{"n": 1e400}`),
+			fate: "dead-letter: step run", check: onFailureSaw("cannot be encoded")},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {

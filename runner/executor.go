@@ -105,6 +105,11 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 			}
 		}
 		out, err := x.run(ctx, s, env, &req, plan, false)
+		if out != nil {
+			// Later steps (and the journal, for a resumed plan) get the
+			// result with secrets masked.
+			out = actions.Result(x.Redactor.Value(map[string]any(out)).(map[string]any))
+		}
 		if s.ID != "" && out != nil {
 			steps[s.ID] = map[string]any(out)
 		}
@@ -252,12 +257,12 @@ func (x *Executor) step(ctx context.Context, s *rules.Step, env map[string]any, 
 }
 
 func (x *Executor) onFailure(ctx context.Context, plan rules.Plan, env map[string]any, cause error, req *actions.Request) {
-	env["error"] = cause.Error()
+	env["error"] = x.Redactor.Error(cause) // {{ error }} may go to Waldur, which customers read
 	steps := env["steps"].(map[string]any)
 	for _, s := range plan.Rule.OnFailure {
 		out, err := x.run(ctx, s, env, req, plan, true)
 		if s.ID != "" && out != nil {
-			steps[s.ID] = map[string]any(out)
+			steps[s.ID] = x.Redactor.Value(map[string]any(out))
 		}
 		if err != nil {
 			x.Logger.ErrorContext(ctx, "on_failure step failed", "rule", plan.Rule.Name, "step", s.Label(), "error", x.Redactor.Error(err))

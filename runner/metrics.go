@@ -1,9 +1,18 @@
 package runner
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/eventfn/eventfn/rules"
 )
+
+// OtherLabel is the type label of events whose type the rules file does
+// not name: event types come from the event (a queue name, an MQTT topic,
+// a pushed envelope), and each label value is a series held forever.
+const OtherLabel = "other"
 
 // Metrics are the runner's Prometheus collectors, on a registry of their own
 // (no global state).
@@ -27,6 +36,42 @@ type Metrics struct {
 	Connected    *prometheus.GaugeVec   // source
 	Reconnects   *prometheus.CounterVec // source
 	Reloads      *prometheus.CounterVec // result (ok, error)
+
+	// types caches the event types the current rules file names.
+	types atomic.Pointer[typeSet]
+}
+
+type typeSet struct {
+	rs    *rules.Ruleset
+	names map[string]bool
+}
+
+// TypeLabel returns t when the rules file rs names it (in a rule's on) or
+// it is one of Waldur's types, else OtherLabel, so that the number of series stays
+// bounded by the rules file whatever the events say.
+func (m *Metrics) TypeLabel(rs *rules.Ruleset, t string) string {
+	if t == "" {
+		return "" // no event: nothing was decoded
+	}
+	if rs == nil {
+		return OtherLabel
+	}
+	set := m.types.Load()
+	if set == nil || set.rs != rs {
+		set = &typeSet{rs: rs, names: map[string]bool{}}
+		for _, name := range rs.Types() {
+			set.names[name] = true
+		}
+		for _, name := range waldurTypes { // a fixed list: bounded too
+			set.names[name] = true
+		}
+		delete(set.names, "*")
+		m.types.Store(set)
+	}
+	if set.names[t] {
+		return t
+	}
+	return OtherLabel
 }
 
 // NewMetrics creates the collectors on a new registry that also carries the
@@ -64,4 +109,10 @@ func NewMetrics() *Metrics {
 	}
 	reg.MustRegister(m.StepLatency, m.EndToEnd, m.InFlight, m.Connected)
 	return m
+}
+
+// waldurTypes are the event types Waldur sends (and the timer's).
+var waldurTypes = []string{
+	"order", "user_role", "resource", "offering_user", "service_account", "course_account",
+	"importable_resources", "resource_periodic_limits", "offering_resources_sync", "timer",
 }

@@ -90,6 +90,9 @@ type Config struct {
 	Metrics *Metrics
 	// Secrets are the values of the rules' secrets.
 	Secrets map[string]any
+	// Redactor masks secrets in everything the runner lets out (default:
+	// one built from Secrets); pass the process's one redactor here.
+	Redactor *telemetry.Redactor
 	// Concurrency bounds the plans running at once.
 	Concurrency int
 	// Limits bound decoded bodies.
@@ -151,7 +154,10 @@ func New(cfg Config) *Runner {
 		cfg.Propagator = telemetry.Propagator()
 	}
 	tracer := cfg.TracerProvider.Tracer(TracerName)
-	red := telemetry.NewRedactor(telemetry.Values(cfg.Secrets)...)
+	red := cfg.Redactor
+	if red == nil {
+		red = telemetry.NewRedactor(telemetry.Values(cfg.Secrets)...)
+	}
 	r := &Runner{
 		cfg: cfg,
 		exec: &Executor{Actions: cfg.Actions, Logger: cfg.Logger, Metrics: cfg.Metrics,
@@ -282,9 +288,9 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	if len(m.Headers) > 0 && ev.Headers == nil {
 		ev.Headers = m.Headers
 	}
-	r.m.Received.WithLabelValues(m.Source, ev.Type).Inc()
+	r.m.Received.WithLabelValues(m.Source, r.m.TypeLabel(rs, ev.Type)).Inc()
 	if ev.ID != "" && r.cfg.Journal.Completed(ev.ID) {
-		r.m.Duplicates.WithLabelValues(m.Source, ev.Type).Inc()
+		r.m.Duplicates.WithLabelValues(m.Source, r.m.TypeLabel(rs, ev.Type)).Inc()
 		trace.SpanFromContext(work).SetAttributes(AttrDuplicate.Bool(true))
 		if fj, ok := r.cfg.Journal.(FateJournal); ok && m.DeadLetterOnFailure && fj.Fate(ev.ID) == FateDeadLettered {
 			// Back after being dead-lettered: the dead-lettering did not
@@ -366,7 +372,7 @@ func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event,
 
 // unmatched settles a message no rule matched.
 func (r *Runner) unmatched(ctx context.Context, m *Message, ev *event.Event) {
-	r.m.Unmatched.WithLabelValues(m.Source, ev.Type).Inc()
+	r.m.Unmatched.WithLabelValues(m.Source, r.m.TypeLabel(r.rules.Load(), ev.Type)).Inc()
 	r.log.Debug("no rule matched", "source", m.Source, "id", ev.ID, "type", ev.Type)
 	r.settle(ctx, m, ev, "", nil)
 }
@@ -452,7 +458,7 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 	if ev != nil {
 		typ = ev.Type
 	}
-	r.m.Settled.WithLabelValues(m.Source, typ, fate).Inc()
+	r.m.Settled.WithLabelValues(m.Source, r.m.TypeLabel(r.rules.Load(), typ), fate).Inc()
 	r.m.EndToEnd.WithLabelValues(m.Source).Observe(time.Since(m.Received).Seconds())
 	r.endMessage(ctx, fate, cause, err)
 	attrs := []any{"source", m.Source, "id", messageID(m, ev), "type", typ, "fate", fate,

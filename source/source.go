@@ -49,6 +49,20 @@ type Deps struct {
 	Version string
 	// LookupEnv reads environment variables (nil: os.LookupEnv).
 	LookupEnv func(string) (string, bool)
+	// StateDir is runner.state_dir ("" = in memory): sources that keep
+	// what they accepted (the http source's spool) keep it there.
+	StateDir string
+}
+
+// CredentialRef names one secret a source reads: a file (relative to the
+// rules file) or an environment variable; empty when not set.
+type CredentialRef struct{ File, Env string }
+
+// Credentials is implemented by settings that name secrets (passcodes,
+// tokens, HMAC keys), so that run can mask their values in everything that
+// leaves the process.
+type Credentials interface {
+	CredentialRefs() []CredentialRef
 }
 
 // Kind is the untyped face of a Plugin that the registry and the loader

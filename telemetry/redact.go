@@ -1,9 +1,12 @@
 package telemetry
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -16,33 +19,110 @@ const Masked = "***"
 const MinSecretLen = 4
 
 // Redactor masks known secret values in text before it leaves the process:
-// span attributes, error messages, log lines and error reports. The zero
-// value and a nil *Redactor mask nothing (URL still drops credentials).
+// log lines (NewRedactingHandler), span attributes, status and events
+// (NewRedactingExporter), error reports, dead-letter reasons and the errors
+// and results that later steps read. Each secret is masked in every form it
+// is commonly written in: as it is, URL-escaped (query and path), escaped
+// inside a JSON or Go string, and base64 (standard and URL alphabets, with
+// and without padding). The zero value and a nil *Redactor mask nothing
+// (URL still drops credentials).
 type Redactor struct {
 	rep *strings.Replacer
 }
 
 // NewRedactor returns a redactor masking every given value of at least
-// MinSecretLen bytes. Longer values are masked first, so a secret that
-// contains another is masked whole.
+// MinSecretLen bytes, in each of its forms. Longer forms are masked first,
+// so a secret that contains another is masked whole.
 func NewRedactor(values ...string) *Redactor {
 	seen := map[string]bool{}
 	var vs []string
-	for _, v := range values {
+	add := func(v string) {
 		if len(v) >= MinSecretLen && !seen[v] {
 			seen[v] = true
 			vs = append(vs, v)
 		}
 	}
+	for _, v := range values {
+		if len(v) < MinSecretLen {
+			continue
+		}
+		for _, f := range Forms(v) {
+			add(f)
+		}
+	}
 	if len(vs) == 0 {
 		return &Redactor{}
 	}
-	sort.Slice(vs, func(i, j int) bool { return len(vs[i]) > len(vs[j]) })
+	sort.SliceStable(vs, func(i, j int) bool { return len(vs[i]) > len(vs[j]) })
 	pairs := make([]string, 0, 2*len(vs))
 	for _, v := range vs {
 		pairs = append(pairs, v, Masked)
 	}
 	return &Redactor{rep: strings.NewReplacer(pairs...)}
+}
+
+// Forms returns the forms of secret that a Redactor masks: the value, its
+// url.QueryEscape and url.PathEscape, its escaping inside a JSON string
+// (with and without HTML escaping) and a Go %q string, and its base64 in
+// the standard and URL alphabets, padded and raw.
+func Forms(secret string) []string {
+	forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret)}
+	for _, html := range []bool{true, false} {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		if enc.Encode(secret) == nil {
+			j := strings.TrimSuffix(b.String(), "\n")
+			forms = append(forms, j[1:len(j)-1])
+		}
+	}
+	q := strconv.Quote(secret)
+	forms = append(forms, q[1:len(q)-1])
+	b := []byte(secret)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		forms = append(forms, enc.EncodeToString(b))
+	}
+	out := forms[:0]
+	seen := map[string]bool{}
+	for _, f := range forms {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Value returns v with every string in it (in maps and lists, at any
+// depth) masked: step results before later steps read them. Values that
+// hold no secret are returned as they are.
+func (r *Redactor) Value(v any) any {
+	if r == nil || r.rep == nil {
+		return v
+	}
+	switch t := v.(type) {
+	case string:
+		return r.String(t)
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[k] = r.Value(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = r.Value(x)
+		}
+		return out
+	case []string:
+		out := make([]string, len(t))
+		for i, x := range t {
+			out[i] = r.String(x)
+		}
+		return out
+	}
+	return v
 }
 
 // Values returns the values of a secrets map (as the rules' ReadSecrets

@@ -1,7 +1,13 @@
 package telemetry_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/eventfn/eventfn/telemetry"
@@ -44,5 +50,41 @@ func TestRedactor(t *testing.T) {
 	}
 	if got := none.URL("http://u:p@h/"); got != "http://u:***@h/" {
 		t.Errorf("nil redactor kept a password: %q", got)
+	}
+}
+
+func TestRedactorMasksEveryForm(t *testing.T) {
+	const secret = `s3cr3t/+=?&"<é>\`
+	r := telemetry.NewRedactor(secret)
+	forms := telemetry.Forms(secret)
+	for _, want := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret),
+		base64.StdEncoding.EncodeToString([]byte(secret)), base64.RawURLEncoding.EncodeToString([]byte(secret))} {
+		if !slices.Contains(forms, want) {
+			t.Errorf("Forms misses %q", want)
+		}
+	}
+	j, _ := json.Marshal(map[string]string{"a": secret})
+	for name, text := range map[string]string{
+		"raw":        "x " + secret + " y",
+		"query":      "https://h/p?token=" + url.QueryEscape(secret),
+		"path":       "https://h/" + url.PathEscape(secret) + "/x",
+		"json":       string(j),
+		"go quoted":  fmt.Sprintf("error: %q", secret),
+		"base64":     "Basic " + base64.StdEncoding.EncodeToString([]byte(secret)),
+		"base64 url": base64.URLEncoding.EncodeToString([]byte(secret)),
+	} {
+		got := r.String(text)
+		for _, f := range forms {
+			if strings.Contains(got, f) {
+				t.Errorf("%s: %q still holds %q", name, got, f)
+			}
+		}
+		if !strings.Contains(got, telemetry.Masked) {
+			t.Errorf("%s: %q masked nothing", name, got)
+		}
+	}
+	v := r.Value(map[string]any{"stdout": secret, "list": []any{"a " + secret}, "n": 1})
+	if b, _ := json.Marshal(v); strings.Contains(string(b), "s3cr3t") {
+		t.Errorf("Value kept the secret: %s", b)
 	}
 }

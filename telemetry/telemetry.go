@@ -48,6 +48,8 @@ type Options struct {
 	// os.Getenv). The exporters and the SDK read their own settings from the
 	// process environment.
 	Getenv func(string) string
+	// Redactor masks secrets in every span before it is exported.
+	Redactor *Redactor
 }
 
 // Shutdown flushes and stops a tracer provider.
@@ -82,7 +84,7 @@ func NewTracerProvider(ctx context.Context, opts Options) (trace.TracerProvider,
 			closeAll()
 			return nil, nil, err
 		}
-		exporters = append(exporters, exp)
+		exporters = append(exporters, NewRedactingExporter(exp, opts.Redactor))
 	}
 	res, err := newResource(ctx, opts)
 	if err != nil {

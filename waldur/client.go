@@ -33,10 +33,11 @@ const (
 
 // Client talks to one Waldur API with one token. It is safe for concurrent use.
 type Client struct {
-	base    *url.URL // always ends in "/api/"
-	token   string
-	http    *http.Client
-	version string
+	base         *url.URL // always ends in "/api/"
+	token        string
+	http         *http.Client
+	version      string
+	insecureHTTP bool
 }
 
 // Option configures a Client.
@@ -61,6 +62,13 @@ func WithVersion(v string) Option {
 	}
 }
 
+// WithInsecureHTTP allows an http:// API URL to a host other than the
+// loopback one: the token then crosses the network in clear. It is the
+// insecure_http setting of the configuration.
+func WithInsecureHTTP(allow bool) Option {
+	return func(c *Client) { c.insecureHTTP = allow }
+}
+
 // New returns a Client for the API at apiURL ("https://x", "https://x/api" or
 // "https://x/api/" all mean "https://x/api/") authenticating with token.
 func New(apiURL, token string, opts ...Option) (*Client, error) {
@@ -78,7 +86,35 @@ func New(apiURL, token string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
+	if base.Scheme == "http" && !c.insecureHTTP && !loopbackHost(base.Hostname()) {
+		return nil, fmt.Errorf("waldur: API URL %q is http://: the token would cross the network in clear (use https://, or set insecure_http: true)", base.Redacted())
+	}
+	hc := *c.http // a copy: the caller's client is not changed
+	next := hc.CheckRedirect
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if first := via[0].URL; req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+			req.Header.Del("Authorization") // never across a change of scheme or host
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+	c.http = &hc
 	return c, nil
+}
+
+// loopbackHost reports whether host is localhost or a loopback address:
+// plain http to it keeps the token on the machine.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func normalizeBaseURL(raw string) (*url.URL, error) {
@@ -270,18 +306,25 @@ func (c *Client) errorBody(data []byte) string {
 }
 
 // resolve joins a relative API path to the base URL, refusing anything that
-// could leave the API root.
+// could leave the API root. Percent escapes in path (those the rules'
+// renderer writes for event values) are kept as they are, and a segment
+// that decodes to . or .. is refused too.
 func (c *Client) resolve(path string) (*url.URL, error) {
 	p := strings.TrimLeft(path, "/")
 	if strings.ContainsAny(p, "?#\\") || strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return nil, fmt.Errorf("waldur: invalid API path %.80q", path)
 	}
+	decoded, err := url.PathUnescape(p)
+	if err != nil {
+		return nil, fmt.Errorf("waldur: invalid API path %.80q: %w", path, err)
+	}
 	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." {
+		if d, _ := url.PathUnescape(seg); d == "." || d == ".." || seg == "." || seg == ".." {
 			return nil, fmt.Errorf("waldur: invalid API path %.80q", path)
 		}
 	}
 	u := *c.base
-	u.Path += p
+	u.Path += decoded
+	u.RawPath = c.base.EscapedPath() + p
 	return &u, nil
 }

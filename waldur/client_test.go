@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestNewNormalizesURL(t *testing.T) {
 		"http://w.example:8080/waldur":   "http://w.example:8080/waldur/api/",
 		"https://w.example/api?x=1#frag": "https://w.example/api/",
 	} {
-		c, err := waldur.New(in, token)
+		c, err := waldur.New(in, token, waldur.WithInsecureHTTP(true))
 		if err != nil {
 			t.Errorf("New(%q): %v", in, err)
 			continue
@@ -613,5 +614,85 @@ func TestTraceContextInjected(t *testing.T) {
 	}
 	if got := lastCall(t, srv).Header.Get("Traceparent"); got != "" {
 		t.Fatalf("traceparent without span = %q", got)
+	}
+}
+
+func TestHTTPAPIURLNeedsInsecureHTTP(t *testing.T) {
+	_, err := waldur.New("http://w.example/api/", token)
+	if err == nil || !strings.Contains(err.Error(), "insecure_http") {
+		t.Fatalf("New(http://w.example) = %v, want a refusal naming insecure_http", err)
+	}
+	if _, err := waldur.New("http://w.example/api/", token, waldur.WithInsecureHTTP(true)); err != nil {
+		t.Fatalf("with insecure_http: %v", err)
+	}
+	for _, local := range []string{"http://127.0.0.1:8000/api/", "http://localhost/api/", "http://[::1]:80/"} {
+		if _, err := waldur.New(local, token); err != nil {
+			t.Errorf("New(%q) (loopback): %v", local, err)
+		}
+	}
+}
+
+func TestRedirectNeverCarriesTokenToAnotherSchemeOrHost(t *testing.T) {
+	var got []string
+	var mu sync.Mutex
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Host+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer target.Close()
+	// Same listener, other host name: a change of host.
+	other := strings.Replace(target.URL, "127.0.0.1", "localhost", 1)
+	tlsSrv := httptest.NewTLSServer(http.RedirectHandler(target.URL+"/api/x/", http.StatusFound))
+	defer tlsSrv.Close()
+	plain := httptest.NewServer(http.RedirectHandler(other+"/api/x/", http.StatusFound))
+	defer plain.Close()
+
+	for name, c := range map[string]struct {
+		base string
+		hc   *http.Client
+	}{
+		"https to http": {tlsSrv.URL, tlsSrv.Client()},
+		"another host":  {plain.URL, nil},
+	} {
+		cl, err := waldur.New(c.base, token, waldur.WithHTTPClient(c.hc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got = nil
+		mu.Unlock()
+		if _, err := cl.Do(context.Background(), "GET", "x/", nil, nil); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		mu.Lock()
+		if len(got) != 1 || strings.Contains(got[0], token) || strings.HasSuffix(got[0], " Token") {
+			t.Errorf("%s: the redirect target saw %q, want no Authorization", name, got)
+		}
+		mu.Unlock()
+	}
+}
+
+func TestEscapedPathIsSentAsWritten(t *testing.T) {
+	var raw string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw = r.URL.EscapedPath()
+		w.WriteHeader(204)
+	}))
+	defer srv.Close()
+	c, err := waldur.New(srv.URL, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(context.Background(), "GET", "users/a%2F..%2Fb/", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if raw != "/api/users/a%2F..%2Fb/" {
+		t.Errorf("server saw %q, want the escaped segment kept", raw)
+	}
+	if _, err := c.Do(context.Background(), "GET", "users/%2E%2E/x/", nil, nil); err == nil {
+		t.Error("a segment that decodes to .. was sent")
 	}
 }

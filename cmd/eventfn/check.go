@@ -46,6 +46,9 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	rs := c.Rules
+	for _, n := range rs.RawUses() {
+		fmt.Fprintln(stdout, n)
+	}
 	fmt.Fprintf(stdout, "%s: ok: %d rules for %d event types, %d sources\n", rs.Files[0], len(rs.Rules), len(rs.Types()), len(c.Sources))
 	return 0
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -41,6 +42,16 @@ func commands() []command {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && slices.Contains([]string{"validate", "dry-run", "test"}, os.Args[1]) {
+		// These read and check files and change nothing: they stop at
+		// once on SIGTERM/SIGINT, whatever they are doing (loading a huge
+		// file included).
+		go func() {
+			<-ctx.Done()
+			fmt.Fprintln(os.Stderr, "eventfn: interrupted")
+			os.Exit(130)
+		}()
+	}
 	os.Exit(dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 

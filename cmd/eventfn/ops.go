@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -13,8 +14,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventfn/eventfn/config"
+	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
+	"github.com/eventfn/eventfn/source"
 	"github.com/eventfn/eventfn/telemetry"
 )
 
@@ -30,9 +33,9 @@ type ops struct {
 
 // startOps sets up tracing and Sentry. It installs the W3C propagator
 // globally: webhook and Waldur steps inject the trace context with it.
-func startOps(ctx context.Context, c *config.Config, secrets map[string]any, logger *slog.Logger) (*ops, error) {
+func startOps(ctx context.Context, c *config.Config, red *telemetry.Redactor, logger *slog.Logger) (*ops, error) {
 	otel.SetTextMapPropagator(telemetry.Propagator())
-	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.Options{ServiceVersion: version})
+	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.Options{ServiceVersion: version, Redactor: red})
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +46,7 @@ func startOps(ctx context.Context, c *config.Config, secrets map[string]any, log
 	if dsn := c.Runner.SentryDSN; dsn != "" {
 		s, err := telemetry.NewSentry(telemetry.SentryOptions{
 			DSN: dsn, Release: "eventfn@" + version,
-			Redactor: telemetry.NewRedactor(telemetry.Values(secrets)...),
+			Redactor: red,
 		})
 		if err != nil {
 			_ = shutdown(context.WithoutCancel(ctx))
@@ -90,4 +93,33 @@ func startReload(ctx context.Context, r *runner.Runner, start *config.Config, lo
 		signal.Stop(hup)
 		stopReload()
 	}
+}
+
+// processRedactor returns the one redactor of `run`: it masks the rules'
+// secrets and every credential the configuration names (the Waldur token,
+// broker passcodes, HTTP source tokens and HMAC secrets), wherever they
+// would leave the process. Credentials that cannot be read are skipped
+// here: reading them fails later with its own error.
+func processRedactor(c *config.Config, secrets map[string]any) *telemetry.Redactor {
+	values := telemetry.Values(secrets)
+	read := func(file, env string) {
+		if file == "" && env == "" {
+			return
+		}
+		if file != "" && !filepath.IsAbs(file) {
+			file = filepath.Join(c.Dir(), file)
+		}
+		if v, err := creds.Secret(file, env, nil); err == nil {
+			values = append(values, v)
+		}
+	}
+	read(c.Waldur.TokenFile, c.Waldur.TokenEnv)
+	for _, e := range c.Sources {
+		if cr, ok := e.Settings.(source.Credentials); ok {
+			for _, ref := range cr.CredentialRefs() {
+				read(ref.File, ref.Env)
+			}
+		}
+	}
+	return telemetry.NewRedactor(values...)
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -20,7 +19,9 @@ import (
 	"github.com/eventfn/eventfn/internal/creds"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/journal"
+	"github.com/eventfn/eventfn/runner/local"
 	"github.com/eventfn/eventfn/source"
+	"github.com/eventfn/eventfn/telemetry"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -79,10 +80,14 @@ func run(ctx context.Context, c *config.Config, listen string, logger *slog.Logg
 	if err != nil {
 		return err
 	}
+	// One redactor for everything that leaves the process: logs, spans,
+	// Sentry, dead-letter reasons, {{ error }} and step results.
+	red := processRedactor(c, secrets)
+	logger = slog.New(telemetry.NewRedactingHandler(logger.Handler(), red))
 	limits := event.Limits{MaxBytes: c.Runner.MaxBody}
 	metrics := runner.NewMetrics()
 	d := source.Deps{Logger: logger, Limits: limits, Stdin: stdin, Dir: c.Dir(),
-		Metrics: metrics, DrainTimeout: c.Runner.ShutdownTimeout, Version: version}
+		Metrics: metrics, DrainTimeout: c.Runner.ShutdownTimeout, Version: version, StateDir: c.Runner.StateDir}
 	var sources []runner.Source
 	for _, e := range c.Sources {
 		s, err := buildSource(e, d)
@@ -104,14 +109,14 @@ func run(ctx context.Context, c *config.Config, listen string, logger *slog.Logg
 		return err
 	}
 	defer jn.Close()
-	o, err := startOps(ctx, c, secrets, logger)
+	o, err := startOps(ctx, c, red, logger)
 	if err != nil {
 		return err
 	}
 	defer o.close(logger)
 	r := runner.New(runner.Config{
 		Rules: rs, Actions: reg, Sources: sources, Logger: logger, Metrics: metrics, Journal: jn,
-		Secrets: secrets, Concurrency: c.Runner.Concurrency, Limits: limits,
+		Secrets: secrets, Redactor: red, Concurrency: c.Runner.Concurrency, Limits: limits,
 		ShutdownTimeout: c.Runner.ShutdownTimeout,
 		TracerProvider:  o.tracing, Reporter: o.reporter,
 	})
@@ -123,7 +128,8 @@ func run(ctx context.Context, c *config.Config, listen string, logger *slog.Logg
 		if err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
-		srv := &http.Server{Handler: healthHandler(r, sources), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: healthHandler(r, sources), ReadHeaderTimeout: local.DefaultReadHeaderTimeout,
+			ReadTimeout: local.DefaultReadTimeout, WriteTimeout: local.DefaultWriteTimeout, IdleTimeout: local.DefaultIdleTimeout}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		logger.Info("serving health and metrics", "addr", ln.Addr().String())
@@ -219,7 +225,7 @@ func newWaldurCaller(spec config.WaldurSpec) (actions.WaldurCaller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("waldur: %w", err)
 	}
-	c, err := waldur.New(spec.APIURL, token, waldur.WithVersion(version))
+	c, err := waldur.New(spec.APIURL, token, waldur.WithVersion(version), waldur.WithInsecureHTTP(spec.InsecureHTTP))
 	if err != nil {
 		return nil, fmt.Errorf("waldur: %w", err)
 	}

@@ -327,11 +327,11 @@ type site struct {
 	waldur   *fakeWaldur
 	runner   *runner.Runner
 	cfg      *config.Config // the loaded example, with the test's settings
-	sfx      string // random, in every name of this test
-	root     string // the test's root account (the site's root_account)
-	prefix   string // customer, project and allocation prefix
-	paused   string // QoS of paused resources
-	limited  string // QoS of downscaled resources
+	sfx      string         // random, in every name of this test
+	root     string         // the test's root account (the site's root_account)
+	prefix   string         // customer, project and allocation prefix
+	paused   string         // QoS of paused resources
+	limited  string         // QoS of downscaled resources
 	offering string
 	cmdLog   string // sacctmgr invocations made by the rules, one per line
 	logs     *syncBuffer

@@ -26,7 +26,19 @@ type FileSettings struct {
 type HTTPSettings struct {
 	// Format is envelope (the only one: each event carries its type).
 	Format string `yaml:"format"`
+	// HTTP is the http: section: authentication, TLS, timeouts, bounds,
+	// respond (httpconfig.go).
+	HTTP HTTPConfig `yaml:"http"`
 }
+
+// CredentialRefs implements source.Credentials: the token and HMAC secret.
+func (s HTTPSettings) CredentialRefs() []source.CredentialRef {
+	return []source.CredentialRef{{File: s.HTTP.TokenFile, Env: s.HTTP.TokenEnv},
+		{File: s.HTTP.HMACSecretFile, Env: s.HTTP.HMACSecretEnv}}
+}
+
+// CredentialRefs implements source.Credentials: none.
+func (FileSettings) CredentialRefs() []source.CredentialRef { return nil }
 
 func checkFormat(f string) error {
 	if f != "" && f != "envelope" {
@@ -108,6 +120,9 @@ func HTTPKind() source.Kind {
 			if err := checkFormat(s.Settings.Format); err != nil {
 				errs = append(errs, err)
 			}
+			if err := s.Settings.HTTP.Check(); err != nil {
+				errs = append(errs, source.AtKey("http", "%v", err))
+			}
 			return errs
 		},
 		BuildSpec: func(s *source.Spec[HTTPSettings], d source.Deps) (runner.Source, error) {
@@ -115,7 +130,16 @@ func HTTPKind() source.Kind {
 			if err != nil {
 				return nil, fmt.Errorf("http source: %w", err)
 			}
-			return &HTTP{SourceName: s.Name, Addr: addr, Path: path, Limits: d.Limits, Logger: d.Logger}, nil
+			h := &HTTP{SourceName: s.Name, Addr: addr, Path: path, Limits: d.Limits, Logger: d.Logger,
+				Config: s.Settings.HTTP, Dir: d.Dir, Metrics: d.Metrics, LookupEnv: d.LookupEnv}
+			if d.StateDir != "" {
+				// Accepted pushes are kept here until settled (accepted means kept).
+				h.SpoolDir = filepath.Join(d.StateDir, "http-spool", s.Name)
+				if !filepath.IsAbs(h.SpoolDir) {
+					h.SpoolDir = filepath.Join(d.Dir, h.SpoolDir)
+				}
+			}
+			return h, nil
 		},
 	}
 }

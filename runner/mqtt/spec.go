@@ -65,6 +65,11 @@ type Settings struct {
 	Format string `yaml:"format"`
 }
 
+// CredentialRefs implements source.Credentials: the passcode.
+func (s Settings) CredentialRefs() []source.CredentialRef {
+	return []source.CredentialRef{{File: s.PasscodeFile, Env: s.PasscodeEnv}}
+}
+
 // Check reports everything FromSettings would refuse for a source at url,
 // without reading secrets or files.
 func (s Settings) Check(url string) []error {

@@ -93,6 +93,22 @@ type WaldurSection struct {
 	Mode        string   `yaml:"mode"`
 	BrokerURL   string   `yaml:"broker_url"`
 	AgentName   string   `yaml:"agent_name"`
+	// InsecureHTTP allows an http:// api_url (the token in clear).
+	InsecureHTTP bool `yaml:"insecure_http"`
+}
+
+// CredentialRefs implements source.Credentials: the passcode.
+func (s Settings) CredentialRefs() []source.CredentialRef {
+	return []source.CredentialRef{{File: s.PasscodeFile, Env: s.PasscodeEnv}}
+}
+
+// CredentialRefs implements source.Credentials: the Waldur token (also the
+// broker passcode).
+func (s WaldurSettings) CredentialRefs() []source.CredentialRef {
+	if s.Waldur == nil {
+		return nil
+	}
+	return []source.CredentialRef{{File: s.Waldur.TokenFile, Env: s.Waldur.TokenEnv}}
 }
 
 // WaldurSettings are a Waldur source's settings (url waldur, or none with

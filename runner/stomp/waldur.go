@@ -258,7 +258,7 @@ func WaldurFromSettings(name, url string, s WaldurSettings, d Deps) (*Source, er
 	if err != nil {
 		return nil, fmt.Errorf("waldur token (token_file or token_env): %w", err)
 	}
-	client, err := waldur.New(ws.APIURL, token, waldur.WithVersion(d.Version))
+	client, err := waldur.New(ws.APIURL, token, waldur.WithVersion(d.Version), waldur.WithInsecureHTTP(ws.InsecureHTTP))
 	if err != nil {
 		return nil, err
 	}
