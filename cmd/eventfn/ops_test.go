@@ -189,16 +189,16 @@ func TestRunMetricsHealthAndReload(t *testing.T) {
 	})
 	<-pushed
 	for series, want := range map[string]float64{
-		`eventfn_messages_received_total{source="push",type="order"}`: n,
+		`eventfn_messages_received_total{source="push",type="order"}`:     n,
 		`eventfn_messages_received_total{source="push",type="user_role"}`: n,
-		`eventfn_rule_matches_total{rule="order-step"}`:               n,
-		`eventfn_rule_matches_total{rule="watch"}`:                    2 * n,
-		`eventfn_plans_total{outcome="success",rule="order-step"}`:    n,
-		`eventfn_step_attempts_total{kind="exec",result="ok"}`:        n,
-		`eventfn_step_attempts_total{kind="log",result="ok"}`:         2 * n,
-		`eventfn_step_duration_seconds_count{kind="exec"}`:            n,
-		`eventfn_message_duration_seconds_count{source="push"}`:       2 * n,
-		`eventfn_plans_in_flight`:                                     0,
+		`eventfn_rule_matches_total{rule="order-step"}`:                   n,
+		`eventfn_rule_matches_total{rule="watch"}`:                        2 * n,
+		`eventfn_plans_total{outcome="success",rule="order-step"}`:        n,
+		`eventfn_step_attempts_total{kind="exec",result="ok"}`:            n,
+		`eventfn_step_attempts_total{kind="log",result="ok"}`:             2 * n,
+		`eventfn_step_duration_seconds_count{kind="exec"}`:                n,
+		`eventfn_message_duration_seconds_count{source="push"}`:           2 * n,
+		`eventfn_plans_in_flight`:                                         0,
 	} {
 		if got, ok := m[series]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
