@@ -40,9 +40,9 @@ const embeddedName = "embedded bench/rules.yaml"
 
 func loadRules(path string) (*rules.Ruleset, error) {
 	if path == "" {
-		return rules.Parse(embeddedName, defaultRules, rules.Options{})
+		return rules.Parse(embeddedName, defaultRules, rules.Options{Actions: actions.Builtin()})
 	}
-	return rules.Load(path, rules.Options{})
+	return rules.Load(path, rules.Options{Actions: actions.Builtin()})
 }
 
 // The measurement hooks. They sit where eventfn has extension points, so
@@ -201,7 +201,7 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 	reg := actions.NewRegistry()
 	for _, kind := range std.Kinds() {
 		a, _ := std.Get(kind)
-		reg.Register(kind, std.Specs()[kind], timedAction{inner: a, m: m, delay: j.ActionDelay})
+		reg.Register(actions.WithRun(a, timedAction{inner: a, m: m, delay: j.ActionDelay}))
 	}
 	jn, err := openJournal(j.StateDir, rs, logger)
 	if err != nil {

@@ -18,6 +18,8 @@ type Expr struct {
 	program *vm.Program
 	// steps are the step ids the expression reads (steps.<id>).
 	steps []string
+	// names are the vars.x, secrets.x and env.x it reads without ?.
+	names []string
 	// vms holds idle VMs for program: expr.Run allocates a VM and its
 	// stack on every run, and a rule's when runs for every event of its
 	// type. Pooled per expression, a VM's buffers fit its program.
@@ -74,6 +76,7 @@ func safeFetch(from, key any) (v any, err error) {
 // steps.<id> references.
 type strictPatch struct {
 	steps []string
+	names []string
 	// optional is true below a ?. chain, where misses must stay nil.
 }
 
@@ -82,9 +85,16 @@ func (p *strictPatch) Visit(node *ast.Node) {
 	if !ok {
 		return
 	}
-	if id, ok := m.Node.(*ast.IdentifierNode); ok && id.Value == "steps" {
+	if id, ok := m.Node.(*ast.IdentifierNode); ok {
 		if s, ok := m.Property.(*ast.StringNode); ok {
-			p.steps = append(p.steps, s.Value)
+			switch id.Value {
+			case "steps":
+				p.steps = append(p.steps, s.Value)
+			case "vars", "secrets", "env":
+				if !m.Optional {
+					p.names = append(p.names, id.Value+"."+s.Value)
+				}
+			}
 		}
 	}
 	if m.Optional || m.Method {
@@ -114,7 +124,7 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %s", src, oneLine(err.Error()))
 	}
-	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps}, nil
+	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, names: patch.names}, nil
 }
 
 // Eval runs the expression over env. It may run concurrently.

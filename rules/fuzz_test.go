@@ -13,7 +13,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nrules: [{name: a, on: x, when: 'payload.x ==', steps: []}]"))
 	f.Add([]byte("{{{"))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		rs, err := Parse("fuzz.yaml", src, Options{})
+		rs, err := Parse("fuzz.yaml", src, testOptions())
 		if err == nil && rs == nil {
 			t.Fatal("nil ruleset without error")
 		}

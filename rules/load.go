@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/spec"
 )
 
 // Ruleset is a loaded, checked rules file with its includes.
@@ -45,8 +46,8 @@ type Ruleset struct {
 
 // Defaults are the step settings used where a step sets none.
 type Defaults struct {
-	Timeout time.Duration       `yaml:"timeout"`
-	Retry   actions.RetryPolicy `yaml:"retry"`
+	Timeout time.Duration `yaml:"timeout"`
+	Retry   spec.Retry    `yaml:"retry"`
 }
 
 // SecretRef says where a secret's value comes from: a file or an env var.
@@ -165,7 +166,7 @@ type Step struct {
 	Params          *Value
 	When            *Expr
 	Timeout         time.Duration
-	Retry           actions.RetryPolicy
+	Retry           spec.Retry
 	ContinueOnError bool
 	Pos             Pos
 }
@@ -184,14 +185,17 @@ func (s *Step) Label() string {
 // DefaultDefaults are used where the file sets no defaults.
 var DefaultDefaults = Defaults{
 	Timeout: 60 * time.Second,
-	Retry:   actions.RetryPolicy{Attempts: 3, Backoff: "exponential", Initial: time.Second, Max: 30 * time.Second, Jitter: 0.2},
+	Retry:   spec.Retry{Attempts: 3, Backoff: "exponential", Initial: time.Second, Max: 30 * time.Second, Jitter: 0.2},
 }
 
 // Options tune Load.
 type Options struct {
-	// Kinds are the action kinds and their parameters; nil means the
-	// built-in ones.
-	Kinds map[string]actions.Spec
+	// Actions are the action kinds: their definitions and load-time
+	// checks (actions.Builtin() for the built-in ones). Required.
+	Actions spec.Catalog
+	// Types are event types the sources can deliver besides Waldur's,
+	// which on: may name.
+	Types []string
 	// Lookup reads environment variables (default os.LookupEnv).
 	Lookup func(string) (string, bool)
 }
@@ -209,8 +213,8 @@ func Load(path string, opts Options) (*Ruleset, error) {
 // Parse checks a rules file given as bytes; path names it in errors and
 // anchors its includes.
 func Parse(path string, src []byte, opts Options) (*Ruleset, error) {
-	if opts.Kinds == nil {
-		opts.Kinds = actions.SpecsOnly()
+	if opts.Actions == nil {
+		return nil, errors.New("rules: no action kinds given (Options.Actions)")
 	}
 	if opts.Lookup == nil {
 		opts.Lookup = os.LookupEnv
@@ -219,6 +223,8 @@ func Parse(path string, src []byte, opts Options) (*Ruleset, error) {
 	l := &loader{file: path, lookup: opts.Lookup}
 	p := &parser{loader: l, rs: rs, opts: opts, names: map[string]Pos{}}
 	p.parseMain(src, filepath.Dir(path))
+	p.checkOn()
+	p.checkNames()
 	if len(l.errs) > 0 {
 		return nil, l.errs.sorted()
 	}
@@ -231,6 +237,10 @@ type parser struct {
 	rs    *Ruleset
 	opts  Options
 	names map[string]Pos
+	// declared are the custom event types of types: lists.
+	declared []string
+	// onNodes are the on: entries, checked once all types are known.
+	onNodes []onRef
 }
 
 func parseDoc(l *loader, src []byte) *yaml.Node {
@@ -313,6 +323,8 @@ func (p *parser) parseMain(src []byte, dir string) {
 			}
 		case "rules":
 			rulesNode = v
+		case "types":
+			p.declareTypes(v, "")
 		case "sources":
 			p.expandEnv(v)
 			if v.Kind != yaml.SequenceNode {
@@ -336,7 +348,7 @@ func (p *parser) parseMain(src []byte, dir string) {
 			p.expandEnv(v)
 			p.decodeStrict(v, "", "slurm", &p.rs.Slurm)
 		default:
-			p.errorf(k, "", "unknown key %q (known: version, vars, env, secrets, defaults, include, rules, sources, runner, waldur, slurm)", k.Value)
+			p.errorf(k, "", "unknown key %q%s", k.Value, spec.DidYouMean(k.Value, topKeys))
 		}
 	}
 	if !sawVersion {
@@ -382,8 +394,10 @@ func (p *parser) include(n *yaml.Node, dir string) {
 				case "version":
 				case "rules":
 					p.parseRules(kv[1])
+				case "types":
+					p.declareTypes(kv[1], "")
 				default:
-					p.errorf(kv[0], "", "unknown key %q in an included file (known: version, rules)", kv[0].Value)
+					p.errorf(kv[0], "", "unknown key %q in an included file%s", kv[0].Value, spec.DidYouMean(kv[0].Value, []string{"version", "rules", "types"}))
 				}
 			}
 		}
@@ -418,7 +432,10 @@ func (p *parser) checkSource(n *yaml.Node, s *SourceSpec) {
 	}
 }
 
-var ruleKeys = []string{"name", "description", "on", "when", "key", "steps", "on_failure"}
+var ruleKeys = []string{"name", "description", "on", "types", "when", "key", "steps", "on_failure"}
+
+// topKeys are the keys of the rules file.
+var topKeys = []string{"version", "vars", "env", "secrets", "defaults", "include", "types", "rules", "sources", "runner", "waldur", "slurm"}
 var stepKeys = []string{"id", "name", "when", "timeout", "retry", "continue_on_error"}
 
 func (p *parser) parseRules(n *yaml.Node) {
@@ -456,17 +473,12 @@ func (p *parser) parseRule(n *yaml.Node) *Rule {
 		case "description":
 			r.Description = v.Value
 		case "on":
-			switch v.Kind {
-			case yaml.ScalarNode:
-				r.On = []string{v.Value}
-			case yaml.SequenceNode:
-				for _, c := range v.Content {
-					r.On = append(r.On, c.Value)
-				}
+			p.parseOn(v, r)
+			if r.On == nil {
+				r.On = []string{} // reported; not "missing"
 			}
-			if len(r.On) == 0 || slices.Contains(r.On, "") {
-				p.errorf(v, r.Name, "on must name an event type or a list of them")
-			}
+		case "types":
+			p.declareTypes(v, r.Name)
 		case "when":
 			r.When = p.expr(v, r.Name, true)
 		case "key":
@@ -476,7 +488,7 @@ func (p *parser) parseRule(n *yaml.Node) *Rule {
 		case "on_failure":
 			onFailure = v
 		default:
-			p.errorf(k, r.Name, "unknown key %q (known: %s)", k.Value, strings.Join(ruleKeys, ", "))
+			p.errorf(k, r.Name, "unknown key %q%s", k.Value, spec.DidYouMean(k.Value, ruleKeys))
 		}
 	}
 	if r.On == nil {
@@ -535,6 +547,9 @@ func (p *parser) parseSteps(n *yaml.Node, r *Rule, defined map[string]bool) []*S
 	for _, sn := range n.Content {
 		s := p.parseStep(sn, r)
 		if s == nil {
+			if id := stepID(sn); validID(id) {
+				defined[id] = true // reported already: no knock-on errors in later steps
+			}
 			continue
 		}
 		p.checkRefs(s, r, defined)
@@ -590,7 +605,7 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 			}
 			s.Timeout = d
 		case "retry":
-			var rp actions.RetryPolicy
+			var rp spec.Retry
 			p.decodeStrict(v, r.Name, "retry", &rp)
 			if err := rp.Validate(); err != nil {
 				p.errorf(v, r.Name, "%v", err)
@@ -601,9 +616,13 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 				p.errorf(v, r.Name, "continue_on_error must be true or false")
 			}
 		default:
-			if _, ok := p.opts.Kinds[k.Value]; !ok {
-				p.errorf(k, r.Name, "unknown key %q in step (action kinds: %s; step keys: %s)",
-					k.Value, strings.Join(sortedKeys(p.opts.Kinds), ", "), strings.Join(stepKeys, ", "))
+			if _, ok := p.opts.Actions.Definition(k.Value); !ok {
+				hint := ""
+				if s := spec.Suggest(k.Value, slices.Concat(p.kinds(), stepKeys)); s != "" {
+					hint = fmt.Sprintf("did you mean %q? ", s)
+				}
+				p.errorf(k, r.Name, "unknown key %q in step (%saction kinds: %s; step keys: %s)",
+					k.Value, hint, strings.Join(p.kinds(), ", "), strings.Join(stepKeys, ", "))
 				continue
 			}
 			if kindNode != nil {
@@ -617,7 +636,7 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 		if len(p.errs) > errsBefore {
 			return nil // an unknown key was reported: likely the misspelt action
 		}
-		p.errorf(n, r.Name, "step has no action (one of: %s)", strings.Join(sortedKeys(p.opts.Kinds), ", "))
+		p.errorf(n, r.Name, "step has no action (one of: %s)", strings.Join(p.kinds(), ", "))
 		return nil
 	}
 	s.Params = p.params(kindNode, r.Name, s.Kind)
@@ -640,39 +659,59 @@ func validID(s string) bool {
 }
 
 // params compiles a step's action parameters, turning a shorthand (a
-// scalar or a list) into a map and checking keys against the kind's spec.
+// scalar or a list) into a map, and has the kind check them as written.
 func (p *parser) params(n *yaml.Node, rule, kind string) *Value {
-	spec := p.opts.Kinds[kind]
+	def, _ := p.opts.Actions.Definition(kind)
+	before := len(p.errs)
+	var out *Value
 	if n.Kind != yaml.MappingNode {
-		if spec.Shorthand == "" {
-			p.errorf(n, rule, "%s takes a mapping of %s", kind, strings.Join(spec.Keys, ", "))
+		if def.Shorthand == "" {
+			p.errorf(n, rule, "%s takes a mapping of %s", kind, strings.Join(def.Keys(), ", "))
 			return nil
 		}
 		v := p.value(n, rule)
 		if v == nil {
 			return nil
 		}
-		return &Value{Pos: v.Pos, kind: kindMap, keys: []string{spec.Shorthand}, vals: []*Value{v}}
-	}
-	m := &Value{Pos: p.pos(n), kind: kindMap}
-	for _, kv := range p.pairs(n, rule, kind) {
-		if !slices.Contains(spec.Keys, kv[0].Value) {
-			p.errorf(kv[0], rule, "unknown key %q for %s (known: %s)", kv[0].Value, kind, strings.Join(spec.Keys, ", "))
-			continue
-		}
-		v := p.value(kv[1], rule)
-		if v == nil {
-			continue
-		}
-		m.keys = append(m.keys, kv[0].Value)
-		m.vals = append(m.vals, v)
-	}
-	for _, req := range spec.Required {
-		if _, ok := m.Get(req); !ok {
-			p.errorf(n, rule, "%s needs %s", kind, req)
+		out = &Value{Pos: v.Pos, kind: kindMap, keys: []string{def.Shorthand}, vals: []*Value{v}}
+	} else {
+		out = &Value{Pos: p.pos(n), kind: kindMap}
+		for _, kv := range p.pairs(n, rule, kind) {
+			v := p.value(kv[1], rule)
+			if v == nil {
+				continue
+			}
+			out.keys = append(out.keys, kv[0].Value)
+			out.vals = append(out.vals, v)
 		}
 	}
-	return m
+	if len(p.errs) == before { // a value that did not parse is one error, not several
+		p.checkParams(n, rule, kind, def.Shorthand)
+	}
+	return out
+}
+
+// kinds returns the names of the action kinds.
+func (p *parser) kinds() []string {
+	defs := p.opts.Actions.Definitions()
+	out := make([]string, len(defs))
+	for i, d := range defs {
+		out[i] = d.Kind
+	}
+	return out
+}
+
+// stepID returns the id: of a step node, if it has one.
+func stepID(n *yaml.Node) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "id" {
+			return n.Content[i+1].Value
+		}
+	}
+	return ""
 }
 
 func (p *parser) value(n *yaml.Node, rule string) *Value {

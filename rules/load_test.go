@@ -10,7 +10,7 @@ import (
 )
 
 func TestLoadReportsEveryErrorWithPosition(t *testing.T) {
-	_, err := Load("testdata/broken.yaml", Options{})
+	_, err := Load("testdata/broken.yaml", testOptions())
 	var el ErrorList
 	if !errors.As(err, &el) {
 		t.Fatalf("want ErrorList, got %v", err)
@@ -43,7 +43,7 @@ func TestLoadReportsEveryErrorWithPosition(t *testing.T) {
 
 func mustParse(t *testing.T, src string) *Ruleset {
 	t.Helper()
-	rs, err := Parse("test.yaml", []byte(src), Options{})
+	rs, err := Parse("test.yaml", []byte(src), testOptions())
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
@@ -198,7 +198,7 @@ rules:
 
 func TestIncludeAndEnvExpansion(t *testing.T) {
 	t.Setenv("EVENTFN_TEST_DIR", "/srv/state")
-	rs, err := Load("testdata/main.yaml", Options{})
+	rs, err := Load("testdata/main.yaml", testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

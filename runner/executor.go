@@ -142,12 +142,12 @@ func (x *Executor) step(ctx context.Context, s *rules.Step, env map[string]any, 
 	if s.Kind == "script" && req.EventJSON == nil {
 		req.EventJSON, _ = json.Marshal(plan.Event)
 	}
-	attrs := stepAttrs(s, params, onFailure, x.Redactor)
+	attrs := stepAttrs(s, act, *req, onFailure, x.Redactor)
 	out, err := actions.Do(ctx, s.Retry, s.Timeout, func(ctx context.Context, attempt int) (actions.Result, error) {
 		ctx, span := x.tracer().Start(ctx, "step "+s.Label(), trace.WithAttributes(attrs...),
 			trace.WithAttributes(AttrAttempt.Int(attempt)))
 		res, err := act.Run(ctx, *req)
-		endAttempt(span, res, err, x.Redactor)
+		endAttempt(span, act, *req, res, err, x.Redactor)
 		return res, err
 	}, func(a actions.Attempt) {
 		result := "ok"

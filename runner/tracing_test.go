@@ -100,7 +100,7 @@ func (b *syncBuffer) String() string {
 
 func opsParse(t *testing.T, src string) *rules.Ruleset {
 	t.Helper()
-	rs, err := rules.Parse("ops.yaml", []byte(src), rules.Options{})
+	rs, err := rules.Parse("ops.yaml", []byte(src), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +417,8 @@ func TestAttemptRecordsTheCommandsRun(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	_, span := tp.Tracer("t").Start(context.Background(), "step")
 	red := telemetry.NewRedactor(secretToken)
-	endAttempt(span, actions.Result{"exit_code": 0, "commands": []any{
+	slurm, _ := actions.Builtin().Get("slurm")
+	endAttempt(span, slurm, actions.Request{Params: map[string]any{"args": []any{"show", "assoc"}}}, actions.Result{"exit_code": 0, "commands": []any{
 		[]any{"sacctmgr", "-i", "add", "account", "a1"},
 		[]any{"sacctmgr", "-i", "modify", "account", "a1", "set", "description=" + secretToken},
 	}}, nil, red)

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/rules/ruletest"
@@ -49,7 +50,7 @@ func load(path string, stderr io.Writer) (*rules.Ruleset, bool) {
 		fmt.Fprintln(stderr, "eventfn: no rules file: give -c FILE or set EVENTFN_CONFIG")
 		return nil, false
 	}
-	rs, err := rules.Load(path, rules.Options{})
+	rs, err := rules.Load(path, rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		var el rules.ErrorList
@@ -301,7 +302,7 @@ func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	passed, failed := 0, 0
 	for _, f := range files {
-		rep, err := ruletest.RunFile(f, rules.Options{})
+		rep, err := ruletest.RunFile(f, rules.Options{Actions: actions.Builtin()})
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", f, err)
 			failed++

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/rules"
 )
 
@@ -187,7 +188,7 @@ func TestKubernetesExample(t *testing.T) {
 		t.Fatalf("the ConfigMap has no %s", path.Base(config))
 	}
 	t.Setenv("WALDUR_API_URL", toString(get(t, c, "env", "name=WALDUR_API_URL", "value")))
-	rs, err := rules.Parse("configmap.yaml", []byte(data.(string)), rules.Options{})
+	rs, err := rules.Parse("configmap.yaml", []byte(data.(string)), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatalf("the ConfigMap's rules: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/telemetry"
@@ -72,7 +73,7 @@ func startReload(ctx context.Context, r *runner.Runner, path string, logger *slo
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	rl := &runner.Reloader{Runner: r, Logger: logger,
-		Load: func() (*rules.Ruleset, error) { return rules.Load(path, rules.Options{}) }}
+		Load: func() (*rules.Ruleset, error) { return rules.Load(path, rules.Options{Actions: actions.Builtin()}) }}
 	stopReload := rl.Start(ctx, hup)
 	return func() {
 		signal.Stop(hup)

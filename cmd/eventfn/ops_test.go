@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/rules"
 )
 
@@ -140,7 +141,7 @@ func TestRunMetricsHealthAndReload(t *testing.T) {
 	if err := os.WriteFile(path, []byte(opsRules(push, "order-step")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rs, err := rules.Load(path, rules.Options{})
+	rs, err := rules.Load(path, rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -402,7 +402,7 @@ func newSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 
-	rs, err := rules.Load(rulesFile, rules.Options{})
+	rs, err := rules.Load(rulesFile, rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatalf("loading %s: %v", rulesFile, err)
 	}

@@ -306,7 +306,7 @@ func start(t *testing.T, cfg mqtt.Config, rulesYAML string, journal runner.Journ
 
 func startSource(t *testing.T, rec *recorder, src *mqtt.Source, rulesYAML string, journal runner.Journal, shutdown time.Duration) *run {
 	t.Helper()
-	rs, err := rules.Parse(filepath.Join(t.TempDir(), "eventfn.yaml"), []byte(rulesYAML), rules.Options{})
+	rs, err := rules.Parse(filepath.Join(t.TempDir(), "eventfn.yaml"), []byte(rulesYAML), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ sources:
     client_id: %s
     subscribe: [%q]
 `, b.url, auth, w.clientID, w.filter()) + seenRules
-			rs, err := rules.Parse(filepath.Join(w.dir, "eventfn.yaml"), []byte(yaml), rules.Options{})
+			rs, err := rules.Parse(filepath.Join(w.dir, "eventfn.yaml"), []byte(yaml), rules.Options{Actions: actions.Builtin()})
 			if err != nil {
 				t.Fatal(err)
 			}
