@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/event"
@@ -16,15 +21,20 @@ import (
 	"github.com/eventfn/eventfn/rules/ruletest"
 )
 
-const validateUsage = `usage: eventfn validate -c FILE
+const validateUsage = `usage: eventfn validate [-c FILE] [FILE...]
 
-Loads a rules file and its includes and checks everything: keys, rule names,
-step ids, action kinds, expressions, references to earlier steps. Every problem
-is printed as FILE:LINE:COL: rule "NAME": message. Exit code 0 when the file is
-good, 1 when not.
+Loads rules files (each with its includes) and checks everything that run
+would refuse, without the network: keys (with "did you mean"), rule names,
+step ids, every step's parameters as its action kind checks them (types,
+HTTP methods, URLs, durations, SLURM forms), event types of on: against
+Waldur's (custom ones declared with types:), vars./secrets./env. references,
+expressions, references to earlier steps. Every problem is printed as
+FILE:LINE:COL: rule "NAME": message. Exit code 0 when every file is good, 1
+when not.
 
-example:
+examples:
   eventfn validate -c examples/slurm-site/eventfn.yaml
+  eventfn validate examples/*/eventfn.yaml
 `
 
 func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int {
@@ -34,15 +44,20 @@ func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	if code >= 0 {
 		return code
 	}
-	if *cfg == "" && len(pos) == 1 {
-		*cfg = pos[0]
+	files := pos
+	if *cfg != "" || len(files) == 0 {
+		files = append([]string{configPath(*cfg)}, files...)
 	}
-	rs, ok := load(configPath(*cfg), stderr)
-	if !ok {
-		return 1
+	status := 0
+	for _, f := range files {
+		rs, ok := load(f, stderr)
+		if !ok {
+			status = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok: %d rules for %d event types, %d sources\n", rs.Files[0], len(rs.Rules), len(rs.Types()), len(rs.Sources))
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d rules for %d event types, %d sources\n", rs.Files[0], len(rs.Rules), len(rs.Types()), len(rs.Sources))
-	return 0
+	return status
 }
 
 func load(path string, stderr io.Writer) (*rules.Ruleset, bool) {
@@ -62,18 +77,24 @@ func load(path string, stderr io.Writer) (*rules.Ruleset, bool) {
 	return rs, true
 }
 
-const dryRunUsage = `usage: eventfn dry-run -c FILE [--explain] [--output text|json] [EVENT_FILE...|-]
+const dryRunUsage = `usage: eventfn dry-run -c FILE [--explain] [-o text|json|yaml] [--mock FILE] [--type T] [EVENT_FILE...|-]
 
-Shows, for each event, the rules that match and every step with its rendered
-arguments. Nothing runs: no command, no request, no secret is read (secrets
-show as ***). Step results that later steps read (steps.<id>) are shown as
-their expressions. Event files hold one JSON envelope
+Shows, for each event, the rules that match and what each step would do: the
+exact command lines (every option run adds), the HTTP requests (secrets and
+tokens as ***), the log lines, and each step's when with its value. Nothing
+runs: no command, no request, no secret is read. A step that run would refuse
+is an ERROR, as are render errors: the exit code is then 1. Step results that
+later steps read (steps.<id>) come from --mock (the rule-test mocks format:
+{step_id: {json: ..., stdout: ...}}); without a mock such a step shows its
+parameters and what it waits for. Event files hold one JSON envelope
 {"type": "order", "payload": {...}, "headers": {...}}, a JSON array of them
-or JSON Lines; "-" reads standard input.
+or JSON Lines; with --type T they hold bare Waldur payloads of type T.
+"-" reads standard input.
 
 examples:
   eventfn dry-run -c examples/slurm-site/eventfn.yaml examples/slurm-site/events/order-create.json
-  eventfn dry-run -c examples/slurm-site/eventfn.yaml --explain --output json examples/slurm-site/events/*.json
+  eventfn dry-run -c eventfn.yaml --type order --mock mocks.yaml payload.json
+  eventfn dry-run -c examples/slurm-site/eventfn.yaml --explain -o json examples/slurm-site/events/*.json
 `
 
 type dryRunEvent struct {
@@ -97,19 +118,35 @@ func cmdDryRun(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("dry-run", dryRunUsage, stderr)
 	cfg := fs.String("c", "", "rules file (default $EVENTFN_CONFIG)")
 	explain := fs.Bool("explain", false, "show for every rule of the event's type why it matched or not")
-	output := fs.String("output", "text", "output format: text or json")
+	output := fs.String("output", "text", "output format: text, json or yaml")
+	fs.StringVar(output, "o", "text", "output format (short for --output)")
+	mockFile := fs.String("mock", "", "YAML or JSON file of step results by step id (rule-test mocks)")
+	typ := fs.String("type", "", "event files hold bare payloads of this event type")
 	files, code := parseFlags(fs, args)
 	if code >= 0 {
 		return code
 	}
-	if *output != "text" && *output != "json" {
-		fmt.Fprintf(stderr, "eventfn: --output %q: want text or json\n", *output)
+	if !validOutput(*output) {
+		fmt.Fprintf(stderr, "eventfn: -o %q: want text, json or yaml\n", *output)
 		return 2
 	}
 	rs, ok := load(configPath(*cfg), stderr)
 	if !ok {
 		return 1
 	}
+	var mocks rules.Mocks
+	if *mockFile != "" {
+		b, err := os.ReadFile(*mockFile)
+		if err == nil {
+			err = yaml.Unmarshal(b, &mocks)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "eventfn: --mock %s: %v\n", *mockFile, err)
+			return 1
+		}
+	}
+	reg := actions.Standard(actions.Options{Slurm: rs.Slurm, WaldurURL: rs.Waldur.APIURL, Logger: slog.New(slog.DiscardHandler)})
+	opts := rules.DryRunOptions{Mocks: mocks, Preview: previewWith(reg)}
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
@@ -126,6 +163,14 @@ func cmdDryRun(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			defer fh.Close()
 			r = fh
 		}
+		if *typ != "" {
+			wrapped, err := wrapPayloads(r, *typ)
+			if err != nil {
+				fmt.Fprintf(stderr, "eventfn: %s: %v\n", f, err)
+				return 1
+			}
+			r = wrapped
+		}
 		i := 0
 		err := event.Scan(r, event.Limits{}, func(ev *event.Event, err error) error {
 			i++
@@ -138,9 +183,9 @@ func cmdDryRun(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			d.Type = ev.Type
 			ev.Source = "dry-run"
-			res := rs.DryRun(ev, nil)
+			res := rs.DryRunWith(ev, opts)
 			d.Result = &res
-			if len(res.Errors) > 0 {
+			if len(res.Errors) > 0 || planErrors(res) {
 				status = 1
 			}
 			if *explain {
@@ -160,11 +205,8 @@ func cmdDryRun(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			status = 1
 		}
 	}
-	if *output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(results); err != nil {
+	if *output != "text" {
+		if err := printData(stdout, *output, results); err != nil {
 			fmt.Fprintln(stderr, "eventfn:", err)
 			return 1
 		}
@@ -174,6 +216,62 @@ func cmdDryRun(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		printDryRun(stdout, d, *explain)
 	}
 	return status
+}
+
+// previewWith adapts a registry's Preview to the dry run.
+func previewWith(reg *actions.Registry) rules.PreviewFunc {
+	return func(s *rules.Step, params map[string]any, p rules.Plan) (any, error) {
+		req := actions.Request{Params: params, Type: p.Event.Type, Rule: p.Rule.Name, Key: p.Key, MessageID: p.Event.ID}
+		if s.Kind == "script" {
+			req.EventJSON, _ = json.Marshal(p.Event)
+		}
+		eff, err := reg.Preview(s.Kind, req)
+		if err != nil {
+			return nil, err
+		}
+		return eff, nil
+	}
+}
+
+// planErrors reports whether a step of a plan failed to render or would be
+// refused (not a mocked failure).
+func planErrors(res rules.DryRunResult) bool {
+	for _, p := range res.Plans {
+		for _, s := range slices.Concat(p.Steps, p.OnFailure) {
+			if s.Error != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wrapPayloads reads JSON values (one, an array, or a stream) and returns
+// them as envelopes of type typ.
+func wrapPayloads(r io.Reader, typ string) (io.Reader, error) {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	var out bytes.Buffer
+	for {
+		var v any
+		if err := dec.Decode(&v); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		items := []any{v}
+		if list, ok := v.([]any); ok {
+			items = list
+		}
+		for _, it := range items {
+			b, err := json.Marshal(map[string]any{"type": typ, "payload": it})
+			if err != nil {
+				return nil, err
+			}
+			out.Write(append(b, '\n'))
+		}
+	}
+	return &out, nil
 }
 
 func printDryRun(w io.Writer, d dryRunEvent, explain bool) {
@@ -226,15 +324,83 @@ func printSteps(w io.Writer, steps []rules.RenderedStep, indent string) {
 		if s.ID != "" {
 			label = s.ID + " (" + s.Kind + ")"
 		}
+		when := ""
+		if s.When != "" {
+			v := "unknown until earlier steps run"
+			if s.WhenValue != nil {
+				v = fmt.Sprint(*s.WhenValue)
+			}
+			when = fmt.Sprintf(" [when %s = %s]", s.When, v)
+		}
+		more := indent + "     "
 		switch {
 		case s.Error != "":
-			fmt.Fprintf(w, "%s%d. %s: ERROR %s\n", indent, i+1, label, s.Error)
+			fmt.Fprintf(w, "%s%d. %s%s: ERROR %s\n", indent, i+1, label, when, s.Error)
 		case s.Skipped:
-			fmt.Fprintf(w, "%s%d. %s: skipped (when is false)\n", indent, i+1, label)
+			fmt.Fprintf(w, "%s%d. %s%s: skipped\n", indent, i+1, label, when)
+		case s.Effect != nil:
+			fmt.Fprintf(w, "%s%d. %s%s:\n", indent, i+1, label, when)
+			printEffect(w, s.Effect, more)
 		default:
-			fmt.Fprintf(w, "%s%d. %s: %s\n", indent, i+1, label, formatParams(s.Params))
+			fmt.Fprintf(w, "%s%d. %s%s: %s\n", indent, i+1, label, when, formatParams(s.Params))
+			if len(s.Pending) > 0 {
+				fmt.Fprintf(w, "%s(reads steps.%s: give them with --mock to see the exact effect)\n", more, strings.Join(s.Pending, ", steps."))
+			}
 		}
 	}
+}
+
+// printEffect prints what a step would do, as an admin would run it.
+func printEffect(w io.Writer, e any, indent string) {
+	eff, ok := e.(actions.Effect)
+	if !ok {
+		fmt.Fprintf(w, "%s%s\n", indent, jsonText(e))
+		return
+	}
+	for _, c := range eff.Commands {
+		words := make([]string, len(c.Argv))
+		for i, a := range c.Argv {
+			words[i] = quoteWord(a)
+		}
+		fmt.Fprintf(w, "%s$ %s\n", indent, strings.Join(words, " "))
+		if c.Dir != "" {
+			fmt.Fprintf(w, "%s  in %s\n", indent, c.Dir)
+		}
+		if len(c.Env) > 0 {
+			fmt.Fprintf(w, "%s  env %s\n", indent, jsonText(c.Env))
+		}
+		if c.Stdin != "" {
+			fmt.Fprintf(w, "%s  stdin %s\n", indent, clipText(c.Stdin))
+		}
+	}
+	for _, r := range eff.Requests {
+		fmt.Fprintf(w, "%s%s %s\n", indent, r.Method, r.URL)
+		keys := make([]string, 0, len(r.Headers))
+		for k := range r.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "%s  %s: %s\n", indent, k, r.Headers[k])
+		}
+		if r.Body != "" {
+			fmt.Fprintf(w, "%s  %s\n", indent, clipText(r.Body))
+		}
+	}
+	if l := eff.Log; l != nil {
+		fmt.Fprintf(w, "%slog %s: %s", indent, l.Level, l.Message)
+		if len(l.Fields) > 0 {
+			fmt.Fprintf(w, " %s", jsonText(l.Fields))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func clipText(s string) string {
+	if len(s) > 400 {
+		return s[:400] + "…"
+	}
+	return s
 }
 
 // formatParams prints params compactly: argv lists joined with quoting
@@ -338,4 +504,32 @@ func jsonText(v any) string {
 		return fmt.Sprint(v)
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func validOutput(o string) bool { return o == "text" || o == "json" || o == "yaml" }
+
+// printData writes v as JSON or YAML (through JSON, so that both show the
+// same keys).
+func printData(w io.Writer, format string, v any) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	if format == "json" {
+		_, err := w.Write(b.Bytes())
+		return err
+	}
+	var generic any
+	if err := json.Unmarshal(b.Bytes(), &generic); err != nil {
+		return err
+	}
+	out, err := yaml.Marshal(generic)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
 }
