@@ -432,7 +432,7 @@ func CheckDefinition(def spec.Definition, params map[string]any) []error {
 		if len(p.Enum) > 0 && !spec.IsTemplate(v) && v != nil {
 			s := strings.ToLower(text(v))
 			if !slices.ContainsFunc(p.Enum, func(e string) bool { return strings.ToLower(e) == s }) {
-				errs = append(errs, spec.Errorf(p.Name, "%s %q: want one of %s%s", p.Name, text(v), strings.Join(p.Enum, ", "), suggestOnly(text(v), p.Enum)))
+				errs = append(errs, spec.Errorf(p.Name, "%q is not one of %s%s", text(v), strings.Join(p.Enum, ", "), suggestOnly(text(v), p.Enum)))
 			}
 		}
 	}

@@ -151,8 +151,11 @@ func (p *parser) checkParams(kindNode *yaml.Node, rule, kind, shorthand string) 
 		if errors.As(err, &pe) {
 			n = nodeAt(kindNode, pe.Path, shorthand, strings.HasPrefix(pe.Msg, "unknown key"))
 			switch {
-			case strings.HasPrefix(pe.Msg, "unknown key"):
+			case strings.HasPrefix(pe.Msg, "unknown key") && !strings.ContainsAny(pe.Path, ".["):
 				msg = pe.Msg
+			case strings.HasPrefix(pe.Msg, "unknown key"):
+				parent := pe.Path[:strings.LastIndexAny(pe.Path, ".[")]
+				msg = fmt.Sprintf("%s %s: %s", kind, parent, pe.Msg)
 			case pe.Path == "":
 				msg = fmt.Sprintf("%s: %s", kind, pe.Msg)
 			default:
