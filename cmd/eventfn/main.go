@@ -32,6 +32,8 @@ func commands() []command {
 		{"publish", "send Waldur-shaped events to a broker (tests, demos, load)", publishUsage, cmdPublish},
 		{"bench", "measure eventfn's throughput, latency, CPU and memory against a broker", benchUsage, cmdBench},
 		{"healthcheck", "exit 0 when a running eventfn answers ready (container health check)", healthcheckUsage, cmdHealthcheck},
+		{"schema", "print the JSON Schema of the rules file", schemaUsage, cmdSchema},
+		{"docs", "print (or update in README.md) the action reference", docsUsage, cmdDocs},
 		{"version", "print the version", "usage: eventfn version\n", cmdVersion},
 	}
 }
