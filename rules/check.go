@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -233,3 +234,64 @@ func lastToken(path string) string {
 
 // describeValue names a value for people, never by its Go type.
 func describeValue(v any) string { return spec.Describe(v) }
+
+var retryKeys = []string{"attempts", "backoff", "initial", "max", "jitter"}
+
+// parseRetry reads a retry: mapping, each mistake at its position.
+func (p *parser) parseRetry(n *yaml.Node, rule string) spec.Retry {
+	var r spec.Retry
+	for _, kv := range p.pairs(n, rule, "retry") {
+		k, v := kv[0], kv[1]
+		switch k.Value {
+		case "attempts":
+			if err := v.Decode(&r.Attempts); err != nil || v.Tag != "!!int" || r.Attempts < 1 {
+				p.errorf(v, rule, "retry attempts %s: want a whole number, at least 1", nodeKind(v))
+			}
+		case "backoff":
+			r.Backoff = v.Value
+			if !slices.Contains([]string{"constant", "exponential", "fibonacci"}, v.Value) {
+				p.errorf(v, rule, "retry backoff %s: want constant, exponential or fibonacci", nodeKind(v))
+			}
+		case "initial":
+			r.Initial = p.duration(v, rule, "retry initial")
+		case "max":
+			r.Max = p.duration(v, rule, "retry max")
+		case "jitter":
+			if err := v.Decode(&r.Jitter); err != nil || (v.Tag != "!!float" && v.Tag != "!!int") || r.Jitter < 0 || r.Jitter > 1 {
+				p.errorf(v, rule, "retry jitter %s: want a fraction between 0 and 1, such as 0.2", nodeKind(v))
+			}
+		default:
+			p.errorf(k, rule, "unknown key %q in retry%s", k.Value, spec.DidYouMean(k.Value, retryKeys))
+		}
+	}
+	return r
+}
+
+// duration reads a positive duration such as 30s or 5m.
+func (p *parser) duration(v *yaml.Node, rule, what string) time.Duration {
+	d, err := time.ParseDuration(v.Value)
+	if err != nil || d <= 0 || v.Kind != yaml.ScalarNode {
+		p.errorf(v, rule, "%s %s: want a duration such as 30s or 5m", what, nodeKind(v))
+		return 0
+	}
+	return d
+}
+
+// parseDefaults reads the defaults: section.
+func (p *parser) parseDefaults(n *yaml.Node) {
+	for _, kv := range p.pairs(n, "", "defaults") {
+		k, v := kv[0], kv[1]
+		switch k.Value {
+		case "timeout":
+			p.rs.Defaults.Timeout = p.duration(v, "", "defaults timeout")
+		case "retry":
+			p.rs.Defaults.Retry = p.parseRetry(v, "")
+		default:
+			p.errorf(k, "", "unknown key %q in defaults%s", k.Value, spec.DidYouMean(k.Value, []string{"timeout", "retry"}))
+		}
+	}
+	p.rs.Defaults.Retry = p.rs.Defaults.Retry.Merge(DefaultDefaults.Retry)
+	if p.rs.Defaults.Timeout == 0 {
+		p.rs.Defaults.Timeout = DefaultDefaults.Timeout
+	}
+}

@@ -305,14 +305,7 @@ func (p *parser) parseMain(src []byte, dir string) {
 				p.rs.Secrets[skv[0].Value] = ref
 			}
 		case "defaults":
-			p.decodeStrict(v, "", "defaults", &p.rs.Defaults)
-			if err := p.rs.Defaults.Retry.Validate(); err != nil {
-				p.errorf(v, "", "defaults: %v", err)
-			}
-			p.rs.Defaults.Retry = p.rs.Defaults.Retry.Merge(DefaultDefaults.Retry)
-			if p.rs.Defaults.Timeout == 0 {
-				p.rs.Defaults.Timeout = DefaultDefaults.Timeout
-			}
+			p.parseDefaults(v)
 		case "include":
 			if v.Kind == yaml.ScalarNode {
 				includes = append(includes, v)
@@ -599,18 +592,9 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 		case "when":
 			s.When = p.expr(v, r.Name, true)
 		case "timeout":
-			d, err := time.ParseDuration(v.Value)
-			if err != nil || d <= 0 {
-				p.errorf(v, r.Name, "timeout %q: want a duration such as 30s or 5m", v.Value)
-			}
-			s.Timeout = d
+			s.Timeout = p.duration(v, r.Name, "timeout")
 		case "retry":
-			var rp spec.Retry
-			p.decodeStrict(v, r.Name, "retry", &rp)
-			if err := rp.Validate(); err != nil {
-				p.errorf(v, r.Name, "%v", err)
-			}
-			s.Retry = rp.Merge(p.rs.Defaults.Retry)
+			s.Retry = p.parseRetry(v, r.Name).Merge(p.rs.Defaults.Retry)
 		case "continue_on_error":
 			if err := v.Decode(&s.ContinueOnError); err != nil {
 				p.errorf(v, r.Name, "continue_on_error must be true or false")

@@ -16,7 +16,7 @@ func TestLoadReportsEveryErrorWithPosition(t *testing.T) {
 		t.Fatalf("want ErrorList, got %v", err)
 	}
 	want := []string{
-		`testdata/broken.yaml:6:24: unknown key "backof" in defaults.retry`,
+		`testdata/broken.yaml:6:24: unknown key "backof" in retry (did you mean "backoff"?)`,
 		`testdata/broken.yaml:10:11: rule "one": expression "payload.order_state ==": unexpected token EOF`,
 		`testdata/broken.yaml:14:9: rule "one": duplicate step id "a"`,
 		`testdata/broken.yaml:15:22: rule "one": steps.later refers to no earlier step`,

@@ -50,7 +50,7 @@ func TestValidateRefusesWhatRunRefuses(t *testing.T) {
 		{name: "step timeout", step: "log: hi\n        timeout: 5 minutes",
 			want: `t.yaml:8:18: rule "r": timeout "5 minutes": want a duration`},
 		{name: "retry backoff", step: "log: hi\n        retry: {backoff: linear}",
-			want: `t.yaml:8:16: rule "r": retry backoff "linear"`},
+			want: `t.yaml:8:26: rule "r": retry backoff "linear": want constant, exponential or fibonacci`},
 		{name: "event type typo", rule: "  - name: r\n    on: user-role\n    steps: [{log: hi}]",
 			want: `t.yaml:5:9: rule "r": on: unknown event type "user-role" (did you mean "user_role"?`},
 		{name: "event type number", rule: "  - name: r\n    on: [resource, 5]\n    steps: [{log: hi}]",

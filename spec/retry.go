@@ -1,10 +1,6 @@
 package spec
 
-import (
-	"errors"
-	"fmt"
-	"time"
-)
+import "time"
 
 // Retry says how often and how far apart a failing step is retried.
 type Retry struct {
@@ -18,25 +14,6 @@ type Retry struct {
 	Max time.Duration `yaml:"max"`
 	// Jitter is the fraction (0..1) by which each delay varies at random.
 	Jitter float64 `yaml:"jitter"`
-}
-
-// Validate reports what is wrong with a policy, if anything.
-func (p Retry) Validate() error {
-	switch p.Backoff {
-	case "", "constant", "exponential", "fibonacci":
-	default:
-		return fmt.Errorf("retry backoff %q: want constant, exponential or fibonacci", p.Backoff)
-	}
-	if p.Attempts < 0 {
-		return fmt.Errorf("retry attempts %d: must be at least 1", p.Attempts)
-	}
-	if p.Jitter < 0 || p.Jitter > 1 {
-		return fmt.Errorf("retry jitter %v: must be between 0 and 1", p.Jitter)
-	}
-	if p.Initial < 0 || p.Max < 0 {
-		return errors.New("retry durations must not be negative")
-	}
-	return nil
 }
 
 // Merge fills the zero fields of p from def.
