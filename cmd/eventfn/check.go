@@ -37,27 +37,85 @@ examples:
   eventfn validate examples/*/eventfn.yaml
 `
 
+// validateResult is one file's verdict, for -o json|yaml.
+type validateResult struct {
+	File    string          `json:"file"`
+	OK      bool            `json:"ok"`
+	Rules   int             `json:"rules,omitempty"`
+	Types   int             `json:"types,omitempty"`
+	Sources int             `json:"sources,omitempty"`
+	Errors  []validateError `json:"errors,omitempty"`
+}
+
+type validateError struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Col     int    `json:"col"`
+	Rule    string `json:"rule,omitempty"`
+	Message string `json:"message"`
+}
+
 func cmdValidate(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", validateUsage, stderr)
 	cfg := fs.String("c", "", "rules file (default $EVENTFN_CONFIG)")
+	output := fs.String("o", "text", "output format: text, json or yaml")
 	pos, code := parseFlags(fs, args)
 	if code >= 0 {
 		return code
+	}
+	if !validOutput(*output) {
+		fmt.Fprintf(stderr, "eventfn: -o %q: want text, json or yaml\n", *output)
+		return 2
 	}
 	files := pos
 	if *cfg != "" || len(files) == 0 {
 		files = append([]string{configPath(*cfg)}, files...)
 	}
 	status := 0
+	var results []validateResult
 	for _, f := range files {
-		rs, ok := load(f, stderr)
-		if !ok {
-			status = 1
+		if *output == "text" {
+			rs, ok := load(f, stderr)
+			if !ok {
+				status = 1
+				continue
+			}
+			fmt.Fprintf(stdout, "%s: ok: %d rules for %d event types, %d sources\n", rs.Files[0], len(rs.Rules), len(rs.Types()), len(rs.Sources))
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: ok: %d rules for %d event types, %d sources\n", rs.Files[0], len(rs.Rules), len(rs.Types()), len(rs.Sources))
+		res := validateResult{File: f}
+		rs, err := loadRules(f)
+		var el rules.ErrorList
+		switch {
+		case err == nil:
+			res.OK, res.Rules, res.Types, res.Sources = true, len(rs.Rules), len(rs.Types()), len(rs.Sources)
+		case errors.As(err, &el):
+			for _, e := range el {
+				res.Errors = append(res.Errors, validateError{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Col, Rule: e.Rule, Message: e.Msg})
+			}
+		default:
+			res.Errors = []validateError{{File: f, Message: err.Error()}}
+		}
+		if !res.OK {
+			status = 1
+		}
+		results = append(results, res)
+	}
+	if *output != "text" {
+		if err := printData(stdout, *output, results); err != nil {
+			fmt.Fprintln(stderr, "eventfn:", err)
+			return 1
+		}
 	}
 	return status
+}
+
+// loadRules loads a rules file with the built-in action kinds.
+func loadRules(path string) (*rules.Ruleset, error) {
+	if path == "" {
+		return nil, errors.New("no rules file: give -c FILE or set EVENTFN_CONFIG")
+	}
+	return rules.Load(path, rules.Options{Actions: actions.Builtin()})
 }
 
 func load(path string, stderr io.Writer) (*rules.Ruleset, bool) {
@@ -65,7 +123,7 @@ func load(path string, stderr io.Writer) (*rules.Ruleset, bool) {
 		fmt.Fprintln(stderr, "eventfn: no rules file: give -c FILE or set EVENTFN_CONFIG")
 		return nil, false
 	}
-	rs, err := rules.Load(path, rules.Options{Actions: actions.Builtin()})
+	rs, err := loadRules(path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		var el rules.ErrorList

@@ -64,7 +64,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", runUsage, stderr)
 	cfg := fs.String("c", "", "rules file (default $EVENTFN_CONFIG)")
 	listen := fs.String("listen", "", "address for /healthz, /readyz and /metrics (overrides runner.listen; off when empty)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if _, code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -126,6 +126,7 @@ func run(ctx context.Context, rs *rules.Ruleset, listen string, logger *slog.Log
 		ShutdownTimeout: rs.Runner.ShutdownTimeout,
 		TracerProvider:  o.tracing, Reporter: o.reporter,
 	})
+	setInFlight(ctx, func() string { return plansInFlight(metrics) })
 	if listen == "" {
 		listen = rs.Runner.Listen
 	}

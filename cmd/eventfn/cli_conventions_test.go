@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestSecondInterruptExitsSayingWhatIsInFlight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ints := &interrupts{}
+	ctx = context.WithValue(ctx, interruptsKey{}, ints)
+	setInFlight(ctx, func() string { return "2 plans in flight" })
+	sig := make(chan os.Signal)
+	exited := make(chan int, 1)
+	var stderr lockedBuffer
+	go ints.watch(sig, cancel, &stderr, func(code int) { exited <- code })
+	sig <- syscall.SIGINT
+	<-ctx.Done() // the first interrupt stops the command
+	sig <- syscall.SIGINT
+	if code := <-exited; code != 130 {
+		t.Errorf("exit code %d, want 130", code)
+	}
+	out := stderr.String()
+	for _, want := range []string{"in-flight plans finish first (2 plans in flight); interrupt again", "second interrupt: exiting now with 2 plans in flight"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in %q", want, out)
+		}
+	}
+}
+
+func TestVersionFromBuildInfo(t *testing.T) {
+	code, out, _ := cli(t, "--version")
+	if code != 0 || !strings.HasPrefix(out, "eventfn ") || !strings.Contains(out, "  go      go1.") {
+		t.Errorf("--version: %d %q", code, out)
+	}
+	code, out, _ = cli(t, "version", "-o", "json")
+	var v buildVersion
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v.Go == "" || v.Version == "" {
+		t.Errorf("version -o json: %d %q %v", code, out, err)
+	}
+}
+
+func TestCompletionScriptsParse(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		code, out, errs := cli(t, "completion", sh)
+		if code != 0 || !strings.Contains(out, "dry-run") || !strings.Contains(out, "mock") {
+			t.Fatalf("completion %s: %d %s", sh, code, errs)
+		}
+		bin, err := exec.LookPath(sh)
+		if err != nil {
+			continue // the shell is not installed here: its script is checked where it is
+		}
+		f := filepath.Join(t.TempDir(), "c."+sh)
+		if err := os.WriteFile(f, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"-n", f}
+		if sh == "fish" {
+			args = []string{"--no-execute", f}
+		}
+		if b, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Errorf("%s rejects its completion script: %v\n%s", sh, err, b)
+		}
+	}
+	if code, _, _ := cli(t, "completion", "tcsh"); code != 2 {
+		t.Errorf("completion tcsh: code %d, want 2", code)
+	}
+}
+
+func TestValidateSeveralFilesAndJSON(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("version: 1\nrules:\n  - {name: r, on: user-role, steps: [{log: hi}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cli(t, "validate", "../../examples/quickstart/eventfn.yaml", bad)
+	if code != 1 || !strings.Contains(out, "quickstart/eventfn.yaml: ok") || !strings.Contains(errs, `bad.yaml:3:19: rule "r": on: unknown event type "user-role" (did you mean "user_role"?`) {
+		t.Errorf("validate: %d\n%s\n%s", code, out, errs)
+	}
+	code, out, _ = cli(t, "validate", "-o", "json", bad)
+	var got []validateResult
+	if err := json.Unmarshal([]byte(out), &got); code != 1 || err != nil || len(got) != 1 || len(got[0].Errors) != 1 || got[0].Errors[0].Line != 3 || got[0].Errors[0].Rule != "r" {
+		t.Errorf("validate -o json: %d %s %v", code, out, err)
+	}
+}
