@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -493,11 +496,13 @@ func quoteWord(s string) string {
 	return string(b)
 }
 
-const testUsage = `usage: eventfn test TEST_FILE...
+const testUsage = `usage: eventfn test [--run REGEX] [-v] [--junit FILE] [-o text|json|yaml] TEST_FILE...
 
 Runs rule unit tests: each test gives an event (and mocked step results) and
 the plans it must produce. Differences are printed as want/got pairs; the exit
-code is 1 when any test fails.
+code is 1 when any test fails. --run selects tests by name (a regular
+expression), -v names every test run, --junit writes a JUnit XML report for
+CI.
 
 test file:
   rules: eventfn.yaml              # the rules under test, relative to this file
@@ -510,12 +515,26 @@ test file:
           steps:
             - {id: account, kind: slurm, params: {args: [add, account, wd_x]}}
 
-example:
+examples:
   eventfn test examples/slurm-site/eventfn_test.yaml
+  eventfn test --run 'order' -v --junit report.xml examples/slurm-site/eventfn_test.yaml
 `
+
+// testResult is one test's outcome, for -o json|yaml.
+type testResult struct {
+	File    string   `json:"file"`
+	Test    string   `json:"test"`
+	Passed  bool     `json:"passed"`
+	Diffs   []string `json:"diffs,omitempty"`
+	Seconds float64  `json:"seconds"`
+}
 
 func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("test", testUsage, stderr)
+	runRe := fs.String("run", "", "run only the tests whose name matches this regular expression")
+	verbose := fs.Bool("v", false, "print every test run, passed or not")
+	junit := fs.String("junit", "", "write a JUnit XML report to this file")
+	output := fs.String("o", "text", "output format: text, json or yaml")
 	files, code := parseFlags(fs, args)
 	if code >= 0 {
 		return code
@@ -524,29 +543,146 @@ func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	passed, failed := 0, 0
+	if !validOutput(*output) {
+		fmt.Fprintf(stderr, "eventfn: -o %q: want text, json or yaml\n", *output)
+		return 2
+	}
+	var o ruletest.RunOptions
+	if *runRe != "" {
+		re, err := regexp.Compile(*runRe)
+		if err != nil {
+			fmt.Fprintf(stderr, "eventfn: --run: %v\n", err)
+			return 2
+		}
+		o.Match = re.MatchString
+	}
+	passed, failed, skipped := 0, 0, 0
+	var all []ruletest.Result
+	var loadErrs []ruletest.Result
 	for _, f := range files {
-		rep, err := ruletest.RunFile(f, rules.Options{Actions: actions.Builtin()})
+		rep, err := ruletest.Run(f, rules.Options{Actions: actions.Builtin()}, o)
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", f, err)
 			failed++
+			loadErrs = append(loadErrs, ruletest.Result{File: f, Test: "(load)", Diffs: []string{err.Error()}})
 			continue
 		}
 		passed += rep.Passed
-		for _, fl := range rep.Failures {
+		skipped += rep.Skipped
+		all = append(all, rep.Results...)
+		if *output != "text" {
+			continue
+		}
+		for _, r := range rep.Results {
+			if len(r.Diffs) == 0 {
+				if *verbose {
+					fmt.Fprintf(stdout, "ok   %s: %s (%s)\n", r.File, r.Test, r.Duration.Round(time.Microsecond))
+				}
+				continue
+			}
 			failed++
-			fmt.Fprintf(stdout, "FAIL %s: %s\n", fl.File, fl.Test)
-			for _, d := range fl.Diffs {
+			fmt.Fprintf(stdout, "FAIL %s: %s\n", r.File, r.Test)
+			for _, d := range r.Diffs {
 				fmt.Fprintln(stdout, indentLines(d, "  "))
 			}
 		}
 	}
+	if *output != "text" {
+		var out []testResult
+		for _, r := range append(loadErrs, all...) {
+			out = append(out, testResult{File: r.File, Test: r.Test, Passed: len(r.Diffs) == 0, Diffs: r.Diffs, Seconds: r.Duration.Seconds()})
+			if len(r.Diffs) > 0 && r.Test != "(load)" {
+				failed++
+			}
+		}
+		if err := printData(stdout, *output, out); err != nil {
+			fmt.Fprintln(stderr, "eventfn:", err)
+			return 1
+		}
+	}
+	if *junit != "" {
+		if err := writeJUnit(*junit, append(loadErrs, all...)); err != nil {
+			fmt.Fprintln(stderr, "eventfn: --junit:", err)
+			return 1
+		}
+	}
+	if *output == "text" {
+		suffix := ""
+		if skipped > 0 {
+			suffix = fmt.Sprintf(", %d not selected by --run", skipped)
+		}
+		if failed > 0 {
+			fmt.Fprintf(stdout, "FAILED: %d passed, %d failed%s\n", passed, failed, suffix)
+		} else {
+			fmt.Fprintf(stdout, "ok: %d tests passed%s\n", passed, suffix)
+		}
+	}
 	if failed > 0 {
-		fmt.Fprintf(stdout, "FAILED: %d passed, %d failed\n", passed, failed)
 		return 1
 	}
-	fmt.Fprintf(stdout, "ok: %d tests passed\n", passed)
 	return 0
+}
+
+// JUnit XML, as CI systems read it.
+type junitSuites struct {
+	XMLName xml.Name     `xml:"testsuites"`
+	Suites  []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Time     string      `xml:"time,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitFailure `xml:"failure,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Text    string `xml:",chardata"`
+}
+
+// writeJUnit writes results as one test suite per file.
+func writeJUnit(path string, results []ruletest.Result) error {
+	var suites junitSuites
+	index := map[string]int{}
+	for _, r := range results {
+		i, ok := index[r.File]
+		if !ok {
+			i = len(suites.Suites)
+			index[r.File] = i
+			suites.Suites = append(suites.Suites, junitSuite{Name: r.File})
+		}
+		s := &suites.Suites[i]
+		c := junitCase{Name: r.Test, Classname: r.File, Time: fmt.Sprintf("%.6f", r.Duration.Seconds())}
+		if len(r.Diffs) > 0 {
+			c.Failure = &junitFailure{Message: "plans differ from the expectation", Text: strings.Join(r.Diffs, "\n")}
+			s.Failures++
+		}
+		s.Tests++
+		s.Cases = append(s.Cases, c)
+	}
+	for i := range suites.Suites {
+		var total float64
+		for _, r := range results {
+			if r.File == suites.Suites[i].Name {
+				total += r.Duration.Seconds()
+			}
+		}
+		suites.Suites[i].Time = fmt.Sprintf("%.6f", total)
+	}
+	b, err := xml.MarshalIndent(suites, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o600)
 }
 
 func indentLines(s, indent string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,5 +88,32 @@ func TestValidateSeveralFilesAndJSON(t *testing.T) {
 	var got []validateResult
 	if err := json.Unmarshal([]byte(out), &got); code != 1 || err != nil || len(got) != 1 || len(got[0].Errors) != 1 || got[0].Errors[0].Line != 3 || got[0].Errors[0].Rule != "r" {
 		t.Errorf("validate -o json: %d %s %v", code, out, err)
+	}
+}
+
+func TestTestRunVerboseJUnit(t *testing.T) {
+	junit := filepath.Join(t.TempDir(), "report.xml")
+	code, out, errs := cli(t, "test", "--run", "^done", "-v", "--junit", junit, "testdata/order_wrong_test.yaml")
+	if code != 0 {
+		t.Fatalf("code %d: %s%s", code, out, errs)
+	}
+	if !strings.Contains(out, "ok   testdata/order_wrong_test.yaml: done order only logs") || !strings.Contains(out, "1 not selected by --run") {
+		t.Errorf("output:\n%s", out)
+	}
+	code, _, _ = cli(t, "test", "--junit", junit, "testdata/order_wrong_test.yaml")
+	if code != 1 {
+		t.Fatalf("code %d, want 1", code)
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suites junitSuites
+	if err := xml.Unmarshal(b, &suites); err != nil {
+		t.Fatal(err)
+	}
+	if len(suites.Suites) != 1 || suites.Suites[0].Tests != 2 || suites.Suites[0].Failures != 1 ||
+		suites.Suites[0].Cases[0].Failure == nil || !strings.Contains(suites.Suites[0].Cases[0].Failure.Text, "order abc for weather") {
+		t.Errorf("junit:\n%s", b)
 	}
 }
