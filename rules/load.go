@@ -604,6 +604,8 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 				hint := ""
 				if s := spec.Suggest(k.Value, slices.Concat(p.kinds(), stepKeys)); s != "" {
 					hint = fmt.Sprintf("did you mean %q? ", s)
+				} else if owners := p.paramOf(k.Value); len(owners) > 0 {
+					hint = fmt.Sprintf("%s is a parameter of %s: write it inside the action, e.g. %s: {…, %s: …}; ", k.Value, strings.Join(owners, ", "), owners[0], k.Value)
 				}
 				p.errorf(k, r.Name, "unknown key %q in step (%saction kinds: %s; step keys: %s)",
 					k.Value, hint, strings.Join(p.kinds(), ", "), strings.Join(stepKeys, ", "))
@@ -671,6 +673,17 @@ func (p *parser) params(n *yaml.Node, rule, kind string) *Value {
 	}
 	if len(p.errs) == before { // a value that did not parse is one error, not several
 		p.checkParams(n, rule, kind, def.Shorthand)
+	}
+	return out
+}
+
+// paramOf returns the kinds that take a parameter of that name.
+func (p *parser) paramOf(key string) []string {
+	var out []string
+	for _, d := range p.opts.Actions.Definitions() {
+		if _, ok := d.Param(key); ok {
+			out = append(out, d.Kind)
+		}
 	}
 	return out
 }

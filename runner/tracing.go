@@ -3,7 +3,9 @@ package runner
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -126,14 +128,29 @@ func (x *Executor) tracer() trace.Tracer {
 	return x.Tracer
 }
 
-// endPlan records a plan's outcome on its span and ends it.
+// endPlan records a plan's outcome on its span, logs it (info, naming the
+// rule) and ends the span.
 func (x *Executor) endPlan(span trace.Span, res PlanResult) {
 	span.SetAttributes(AttrPlanOutcome.String(res.Outcome.String()))
 	if res.Resumed > 0 {
 		span.SetAttributes(AttrResumed.Int(res.Resumed))
 	}
+	attrs := []slog.Attr{slog.String("rule", res.Rule), slog.String("outcome", res.Outcome.String())}
+	if res.Key != "" {
+		attrs = append(attrs, slog.String("key", res.Key))
+	}
+	if res.Resumed > 0 {
+		attrs = append(attrs, slog.Int("resumed_steps", res.Resumed))
+	}
+	if tid := span.SpanContext().TraceID(); tid.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", tid.String()))
+	}
 	if res.Outcome != Success {
 		span.SetStatus(codes.Error, x.Redactor.Error(res.Err))
+		attrs = append(attrs, slog.String("error", x.Redactor.Error(res.Err)))
+	}
+	if x.Logger != nil {
+		x.Logger.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
 	}
 	span.End()
 }
@@ -149,13 +166,15 @@ func stepAttrs(s *rules.Step, k actions.Kind, req actions.Request, onFailure boo
 }
 
 // endAttempt records what one attempt returned on its span (the kind's
-// attributes of the result) and ends it.
-func endAttempt(span trace.Span, k actions.Kind, req actions.Request, res actions.Result, err error, red *telemetry.Redactor) {
+// attributes of the result), logs it at debug (kind, command or URL, exit
+// code or status, duration) and ends the span.
+func (x *Executor) endAttempt(ctx context.Context, span trace.Span, s *rules.Step, k actions.Kind, req actions.Request, attempt int, res actions.Result, err error, took time.Duration) {
+	attrs := masked(k.Attributes(req, res), x.Redactor)
 	if res != nil {
-		span.SetAttributes(masked(k.Attributes(req, res), red)...)
+		span.SetAttributes(attrs...)
 	}
 	if err != nil {
-		msg := red.Error(err)
+		msg := x.Redactor.Error(err)
 		span.SetAttributes(AttrRetryable.Bool(actions.Retryable(err)))
 		span.AddEvent("exception", trace.WithAttributes(
 			attribute.String("exception.type", fmt.Sprintf("%T", err)),
@@ -163,6 +182,26 @@ func endAttempt(span trace.Span, k actions.Kind, req actions.Request, res action
 		span.SetStatus(codes.Error, msg)
 	}
 	span.End()
+	if x.Logger == nil || !x.Logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	line := []slog.Attr{slog.String("rule", req.Rule), slog.String("step", s.Label()), slog.String("kind", s.Kind), slog.Int("attempt", attempt)}
+	for _, a := range attrs {
+		if name, ok := logNames[a.Key]; ok {
+			line = append(line, slog.Any(name, a.Value.AsInterface()))
+		}
+	}
+	line = append(line, slog.Duration("duration", took))
+	if err != nil {
+		line = append(line, slog.String("error", x.Redactor.Error(err)))
+	}
+	x.Logger.LogAttrs(ctx, slog.LevelDebug, "step attempt", line...)
+}
+
+// logNames are the log keys of the attributes kinds give.
+var logNames = map[attribute.Key]string{
+	AttrCommand: "command", AttrExitCode: "exit_code", AttrMethod: "method",
+	AttrURL: "url", AttrPath: "path", AttrStatus: "status",
 }
 
 // masked masks secrets in string attributes (URLs as URLs) and bounds
