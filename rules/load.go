@@ -248,7 +248,9 @@ func parseDoc(l *loader, src []byte) *yaml.Node {
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		line := 1
 		var msg = err.Error()
-		fmt.Sscanf(strings.TrimPrefix(msg, "yaml: "), "line %d:", &line)
+		if _, err := fmt.Sscanf(strings.TrimPrefix(msg, "yaml: "), "line %d:", &line); err != nil {
+			line = 1 // the message names no line
+		}
 		l.errs = append(l.errs, Error{Pos: Pos{File: l.file, Line: line, Col: 1}, Msg: msg})
 		return nil
 	}

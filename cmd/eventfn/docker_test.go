@@ -24,7 +24,6 @@ import (
 type dockerfile struct {
 	stages      []string // FROM lines
 	buildRun    string   // the RUN line of the build stage that builds the binary
-	final       map[string][]string
 	entrypoint  []string
 	cmd         []string
 	healthcheck []string
