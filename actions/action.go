@@ -8,6 +8,7 @@ package actions
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -201,10 +202,37 @@ func (r *Registry) Check(kind string, params map[string]any) []error {
 		return []error{spec.Errorf("", "unknown action kind %q", kind)}
 	}
 	errs := CheckDefinition(k.Definition(), params)
-	if len(errs) > 0 {
-		return errs // the kind's own check would repeat them
+	// The kind checks the other keys: one error per cause, none repeated.
+	bad := map[string]bool{}
+	for _, err := range errs {
+		var pe *spec.Error
+		if !errors.As(err, &pe) || pe.Path == "" {
+			return errs
+		}
+		bad[rootKey(pe.Path)] = true
 	}
-	return k.Check(params)
+	rest := make(map[string]any, len(params))
+	for key, v := range params {
+		if !bad[key] {
+			rest[key] = v
+		}
+	}
+	for _, err := range k.Check(rest) {
+		var pe *spec.Error
+		if len(bad) > 0 && (!errors.As(err, &pe) || pe.Path == "") {
+			continue // may be a knock-on of a key left out
+		}
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// rootKey returns the parameter a path starts with: "batch" of "batch[0].path".
+func rootKey(path string) string {
+	if i := strings.IndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+	return path
 }
 
 // Preview returns the effect of a rendered step of that kind.
