@@ -281,8 +281,17 @@ func Builtin() *Registry { return Standard(Options{}) }
 // are converted where a person would expect it: a number or a map rendered
 // into a string field becomes its text (maps and lists as JSON), a numeric
 // string into an int field becomes the number.
-func decode(params map[string]any, out any) error {
-	if err := assign(reflect.ValueOf(out).Elem(), params, ""); err != nil {
+//
+// The built-in kinds' settings structs decode themselves (typedDecoder),
+// without reflection; other structs go through reflection.
+func decode(p map[string]any, out any) error {
+	if td, ok := out.(typedDecoder); ok {
+		if err := td.decodeParams(p); err != nil {
+			return Permanent(fmt.Errorf("parameters: %w", err))
+		}
+		return nil
+	}
+	if err := assign(reflect.ValueOf(out).Elem(), p, ""); err != nil {
 		return Permanent(fmt.Errorf("parameters: %w", err))
 	}
 	return nil
