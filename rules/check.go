@@ -139,7 +139,7 @@ func (r *Rule) exprs() []*Expr {
 func (p *parser) checkParams(kindNode *yaml.Node, rule, kind, shorthand string) {
 	var raw any
 	if err := kindNode.Decode(&raw); err != nil {
-		p.errorf(kindNode, rule, "%s: %v", kind, err)
+		p.errorf(kindNode, rule, "%s: the value cannot be read as YAML data", kind)
 		return
 	}
 	params, isMap := raw.(map[string]any)
@@ -294,4 +294,27 @@ func (p *parser) parseDefaults(n *yaml.Node) {
 	if p.rs.Defaults.Timeout == 0 {
 		p.rs.Defaults.Timeout = DefaultDefaults.Timeout
 	}
+}
+
+// unquotedTemplate finds a {{ … }} written without quotes, which YAML reads
+// as a mapping whose key is a mapping.
+func unquotedTemplate(n *yaml.Node) *yaml.Node {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Kind == yaml.MappingNode {
+				return n
+			}
+			if bad := unquotedTemplate(n.Content[i+1]); bad != nil {
+				return bad
+			}
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			if bad := unquotedTemplate(c); bad != nil {
+				return bad
+			}
+		}
+	}
+	return nil
 }

@@ -650,6 +650,10 @@ func validID(s string) bool {
 // scalar or a list) into a map, and has the kind check them as written.
 func (p *parser) params(n *yaml.Node, rule, kind string) *Value {
 	def, _ := p.opts.Actions.Definition(kind)
+	if bad := unquotedTemplate(n); bad != nil {
+		p.errorf(bad, rule, "%s: a {{ … }} template must be quoted (\"{{ … }}\"): unquoted, YAML reads it as a mapping", kind)
+		return nil
+	}
 	before := len(p.errs)
 	var out *Value
 	if n.Kind != yaml.MappingNode {

@@ -59,6 +59,8 @@ func TestValidateRefusesWhatRunRefuses(t *testing.T) {
 			want: `t.yaml:7:14: rule "r": vars.parent_acount is not defined (did you mean vars.parent_account?)`},
 		{name: "secrets undefined", step: `log: "{{ secrets.tokn }}"`,
 			want: `rule "r": secrets.tokn is not defined`},
+		{name: "unquoted template", step: `log: {{ payload.x }}`,
+			want: `t.yaml:7:14: rule "r": log: a {{ … }} template must be quoted`},
 		{name: "unclosed template", step: `exec: [echo, "{{ payload.x"]`,
 			want: `t.yaml:7:22: rule "r": unclosed {{`},
 	}
