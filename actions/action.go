@@ -442,16 +442,14 @@ func parseJSON(b []byte) any {
 // and values outside an enum. Values containing {{ are left alone.
 func CheckDefinition(def spec.Definition, params map[string]any) []error {
 	var errs []error
-	if !def.Open {
-		keys := make([]string, 0, len(params))
-		for k := range params {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if _, ok := def.Param(k); !ok {
-				errs = append(errs, spec.Errorf(k, "unknown key %q for %s%s", k, def.Kind, spec.DidYouMean(k, def.Keys())))
-			}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, ok := def.Param(k); !ok {
+			errs = append(errs, spec.Errorf(k, "unknown key %q for %s%s", k, def.Kind, spec.DidYouMean(k, def.Keys())))
 		}
 	}
 	for _, p := range def.Params {

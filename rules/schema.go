@@ -111,10 +111,7 @@ func kindSchema(d spec.Definition, template map[string]any) map[string]any {
 			required = append(required, p.Name)
 		}
 	}
-	m := map[string]any{"type": "object", "properties": props}
-	if !d.Open {
-		m["additionalProperties"] = false
-	}
+	m := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 	if len(required) > 0 {
 		m["required"] = required
 	}

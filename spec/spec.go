@@ -70,10 +70,6 @@ type Definition struct {
 	Result []Field
 	// Example is a whole step in YAML flow syntax.
 	Example string
-	// Open is true when the kind takes keys that Params do not list (a
-	// kind registered without a full definition); the loader then checks
-	// no keys.
-	Open bool
 }
 
 // Param returns the parameter named name.

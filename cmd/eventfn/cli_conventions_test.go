@@ -117,3 +117,47 @@ func TestTestRunVerboseJUnit(t *testing.T) {
 		t.Errorf("junit:\n%s", b)
 	}
 }
+
+func TestDryRunPreviewMockTypeAndRefusals(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "eventfn.yaml")
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("eventfn.yaml", `version: 1
+slurm: {cluster: hpc1}
+waldur: {api_url: "https://waldur.example.org/api/", token_file: /nonexistent}
+rules:
+  - name: account
+    on: resource
+    steps:
+      - id: res
+        waldur: "marketplace-provider-resources/{{ payload.resource_uuid }}/"
+      - id: add
+        when: steps.res.json.state == "OK"
+        slurm: {add_account: {name: "{{ steps.res.json.backend_id }}"}}
+`)
+	mocks := write("mocks.yaml", "res: {status: 200, json: {state: OK, backend_id: a1}}\n")
+	payload := write("payload.json", `{"resource_uuid": "r1"}`)
+
+	code, out, errs := cli(t, "dry-run", "-c", rulesFile, "--type", "resource", payload)
+	if code != 0 || !strings.Contains(out, "GET https://waldur.example.org/api/marketplace-provider-resources/r1/") ||
+		!strings.Contains(out, "Authorization: Token ***") || !strings.Contains(out, "(reads steps.res: give them with --mock") ||
+		!strings.Contains(out, `[when steps.res.json.state == "OK" = unknown until earlier steps run]`) {
+		t.Errorf("without mocks: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = cli(t, "dry-run", "-c", rulesFile, "--type", "resource", "--mock", mocks, payload)
+	if code != 0 || !strings.Contains(out, "$ sacctmgr --parsable2 --noheader --immediate add account a1 cluster=hpc1") ||
+		!strings.Contains(out, `= true]`) {
+		t.Errorf("with mocks: %d\n%s%s", code, out, errs)
+	}
+	bad := write("bad-mocks.yaml", "res: {status: 200, json: {state: OK, backend_id: -x}}\n")
+	code, out, _ = cli(t, "dry-run", "-c", rulesFile, "--type", "resource", "--mock", bad, "-o", "yaml", payload)
+	if code != 1 || !strings.Contains(out, "error: 'slurm add_account: name \"-x\" refused") {
+		t.Errorf("a refusal must be an error with exit 1: %d\n%s", code, out)
+	}
+}
