@@ -165,9 +165,6 @@ func Suggest(word string, candidates []string) string {
 		}
 	}
 	limit := max(len(word)/3, 1)
-	if strings.ContainsAny(word, "-_") || len(word) > 3 {
-		limit = max(limit, 2)
-	}
 	if bestD < 0 || bestD > limit || bestD >= len([]rune(word)) {
 		return ""
 	}
