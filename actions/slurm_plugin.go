@@ -1,6 +1,8 @@
 package actions
 
 import (
+	"strings"
+
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/eventfn/eventfn/spec"
@@ -32,7 +34,8 @@ func (s slurmKind) Definition() spec.Definition {
 	for _, k := range slurmSpec.Keys {
 		p, ok := docs[k]
 		if !ok {
-			p = spec.Param{Type: spec.Any, Doc: "Friendly form " + k + "."}
+			p = spec.Param{Type: spec.Any, Doc: "One operation, a mapping of " + strings.Join(formKeys[k], ", ") +
+				" (the forms and the commands they run: examples/slurm-site/README.md)."}
 		}
 		p.Name = k
 		d.Params = append(d.Params, p)
