@@ -27,7 +27,7 @@ import (
 	"github.com/eventfn/eventfn/waldur"
 )
 
-const runUsage = `usage: eventfn run [-c FILE] [--listen ADDR] [--log-format text|json]
+const runUsage = `usage: eventfn run [-c FILE] [--listen ADDR] [--log-format auto|text|json] [--log-level LEVEL]
 
 Runs the sources of the rules file (its sources: section) through the rules
 until SIGINT or SIGTERM, then lets in-flight plans finish (runner.
@@ -39,7 +39,9 @@ SIGHUP, or saving a rules file, reloads the rules: a file with errors is
 logged and the rules in force stay. --listen serves /healthz, /readyz and
 /metrics. Traces go where OTEL_TRACES_EXPORTER (otlp, console; none by
 default) and the other standard OTEL_* variables say; runner.sentry_dsn
-reports failed plans to Sentry.
+reports failed plans to Sentry. Logs are text on a terminal, JSON
+otherwise; at --log-level debug every step attempt is logged. A second
+SIGINT exits at once, saying how many plans were in flight.
 
 examples:
   eventfn run -c examples/quickstart/eventfn.yaml
