@@ -10,7 +10,8 @@ import (
 // SchemaID is where the published schema of the rules file lives.
 const SchemaID = "https://raw.githubusercontent.com/eventfn/eventfn/main/eventfn.schema.json"
 
-// Schema returns a JSON Schema (draft 2020-12) of the rules file, built from
+// Schema returns a JSON Schema (draft-07, what YAML language servers read
+// best) of the rules file, built from
 // the rule format the loader reads and the action definitions of cat.
 // sections gives the schemas of the other top-level keys (sources, runner,
 // waldur, slurm), which their own package defines; a key not given is an
@@ -90,7 +91,7 @@ func Schema(cat spec.Catalog, sections map[string]any) map[string]any {
 		}
 	}
 	return map[string]any{
-		"$schema":              "https://json-schema.org/draft/2020-12/schema",
+		"$schema":              "http://json-schema.org/draft-07/schema#",
 		"$id":                  SchemaID,
 		"title":                "eventfn rules file",
 		"type":                 "object",

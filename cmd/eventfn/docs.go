@@ -14,7 +14,7 @@ import (
 	"github.com/eventfn/eventfn/spec"
 )
 
-const schemaUsage = `usage: eventfn schema
+const schemaUsage = `usage: eventfn schema [-o json|yaml]
 
 Prints the JSON Schema of the rules file, built from the same definitions the
 loader checks against (every action kind's parameters included). Editors with
@@ -27,8 +27,20 @@ example:
 
 func cmdSchema(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("schema", schemaUsage, stderr)
+	output := fs.String("o", "json", "output format: json or yaml")
 	if _, code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if *output == "yaml" {
+		if err := printData(stdout, "yaml", rules.Schema(actions.Builtin(), nil)); err != nil {
+			fmt.Fprintln(stderr, "eventfn:", err)
+			return 1
+		}
+		return 0
+	}
+	if *output != "json" {
+		fmt.Fprintf(stderr, "eventfn: -o %q: want json or yaml\n", *output)
+		return 2
 	}
 	b, err := schemaJSON()
 	if err != nil {
