@@ -52,6 +52,7 @@ func main() {
 	ctx = context.WithValue(ctx, interruptsKey{}, ints)
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	ints.release = func() { signal.Stop(sig) }
 	go ints.watch(sig, cancel, os.Stderr, os.Exit)
 	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	signal.Stop(sig)
@@ -65,6 +66,8 @@ func main() {
 type interrupts struct {
 	// inFlight, set by run, describes the work a forced exit abandons.
 	inFlight atomic.Pointer[func() string]
+	// release gives the signals back to their default action (exit).
+	release func()
 }
 
 type interruptsKey struct{}
@@ -94,7 +97,12 @@ func (i *interrupts) watch(sig <-chan os.Signal, cancel context.CancelFunc, stde
 	cancel()
 	d := i.inFlight.Load()
 	if d == nil {
-		return // not run: the command ends on its own
+		// Not run: the command stops on its own; another interrupt
+		// ends the process the default way.
+		if i.release != nil {
+			i.release()
+		}
+		return
 	}
 	fmt.Fprintf(stderr, "eventfn: %v: stopping; in-flight plans finish first (%s); interrupt again to exit now\n", s, (*d)())
 	<-sig
