@@ -161,3 +161,24 @@ rules:
 		t.Errorf("a refusal must be an error with exit 1: %d\n%s", code, out)
 	}
 }
+
+func TestChildrenOfAForcedExitAreFoundAndKilled(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // as steps run
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, pid := range childPIDs() {
+		found = found || pid == cmd.Process.Pid
+	}
+	if !found {
+		_ = cmd.Process.Kill()
+		t.Fatalf("child %d not found among %v", cmd.Process.Pid, childPIDs())
+	}
+	killChildren([]int{cmd.Process.Pid}) // only this test's child
+	err := cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("child not killed: %v", err)
+	}
+}

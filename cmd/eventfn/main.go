@@ -53,6 +53,7 @@ func main() {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	ints.release = func() { signal.Stop(sig) }
+	ints.kill = func() { killChildren(childPIDs()) }
 	go ints.watch(sig, cancel, os.Stderr, os.Exit)
 	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	signal.Stop(sig)
@@ -68,6 +69,8 @@ type interrupts struct {
 	inFlight atomic.Pointer[func() string]
 	// release gives the signals back to their default action (exit).
 	release func()
+	// kill ends the commands still running before a forced exit.
+	kill func()
 }
 
 type interruptsKey struct{}
@@ -106,7 +109,10 @@ func (i *interrupts) watch(sig <-chan os.Signal, cancel context.CancelFunc, stde
 	}
 	fmt.Fprintf(stderr, "eventfn: %v: stopping; in-flight plans finish first (%s); interrupt again to exit now\n", s, (*d)())
 	<-sig
-	fmt.Fprintf(stderr, "eventfn: second interrupt: exiting now with %s; their messages stay unacknowledged and are redelivered\n", (*d)())
+	fmt.Fprintf(stderr, "eventfn: second interrupt: exiting now with %s; their commands are killed, their messages stay unacknowledged and are redelivered\n", (*d)())
+	if i.kill != nil {
+		i.kill()
+	}
 	exit(130)
 }
 
