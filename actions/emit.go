@@ -9,8 +9,6 @@ import (
 	"fmt"
 )
 
-var emitSpec = Spec{Keys: []string{"type", "payload", "key"}, Required: []string{"type"}}
-
 // Emitted is a derived event an emit step feeds back into the runner.
 type Emitted struct {
 	// Type is the new event's type.

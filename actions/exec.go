@@ -14,12 +14,6 @@ import (
 	"time"
 )
 
-var execSpec = Spec{
-	Keys:      []string{"argv", "env", "stdin", "dir", "ok_exit_codes", "fatal_exit_codes", "max_output"},
-	Shorthand: "argv",
-	Required:  []string{"argv"},
-}
-
 // DefaultMaxOutput bounds how much of a command's stdout and stderr is kept
 // (each); the rest is read and discarded so the command never blocks.
 const DefaultMaxOutput = 1 << 20

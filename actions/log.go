@@ -7,18 +7,19 @@ import (
 	"strings"
 )
 
-var logSpec = Spec{Keys: []string{"message", "level", "fields"}, Shorthand: "message", Required: []string{"message"}}
+// logParams are the parameters of a log step.
+type logParams struct {
+	Message string         `json:"message"`
+	Level   string         `json:"level"`
+	Fields  map[string]any `json:"fields"`
+}
 
 // Log writes a message through slog.
 type Log struct{ Logger *slog.Logger }
 
 // Run implements Action.
 func (l *Log) Run(ctx context.Context, req Request) (Result, error) {
-	var p struct {
-		Message string         `json:"message"`
-		Level   string         `json:"level"`
-		Fields  map[string]any `json:"fields"`
-	}
+	var p logParams
 	if err := decode(req.Params, &p); err != nil {
 		return nil, err
 	}

@@ -7,62 +7,16 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-retry"
+
+	"github.com/eventfn/eventfn/spec"
 )
 
 // RetryPolicy says how often and how far apart a failing step is retried.
-type RetryPolicy struct {
-	// Attempts is the total number of tries, the first included (1 = no retry).
-	Attempts int `yaml:"attempts"`
-	// Backoff is constant, exponential or fibonacci.
-	Backoff string `yaml:"backoff"`
-	// Initial is the first delay.
-	Initial time.Duration `yaml:"initial"`
-	// Max caps each delay.
-	Max time.Duration `yaml:"max"`
-	// Jitter is the fraction (0..1) by which each delay varies at random.
-	Jitter float64 `yaml:"jitter"`
-}
+// It is defined in package spec, which the rules loader shares.
+type RetryPolicy = spec.Retry
 
-// Validate reports what is wrong with a policy, if anything.
-func (p RetryPolicy) Validate() error {
-	switch p.Backoff {
-	case "", "constant", "exponential", "fibonacci":
-	default:
-		return fmt.Errorf("retry backoff %q: want constant, exponential or fibonacci", p.Backoff)
-	}
-	if p.Attempts < 0 {
-		return fmt.Errorf("retry attempts %d: must be at least 1", p.Attempts)
-	}
-	if p.Jitter < 0 || p.Jitter > 1 {
-		return fmt.Errorf("retry jitter %v: must be between 0 and 1", p.Jitter)
-	}
-	if p.Initial < 0 || p.Max < 0 {
-		return errors.New("retry durations must not be negative")
-	}
-	return nil
-}
-
-// Merge fills the zero fields of p from def.
-func (p RetryPolicy) Merge(def RetryPolicy) RetryPolicy {
-	if p.Attempts == 0 {
-		p.Attempts = def.Attempts
-	}
-	if p.Backoff == "" {
-		p.Backoff = def.Backoff
-	}
-	if p.Initial == 0 {
-		p.Initial = def.Initial
-	}
-	if p.Max == 0 {
-		p.Max = def.Max
-	}
-	if p.Jitter == 0 {
-		p.Jitter = def.Jitter
-	}
-	return p
-}
-
-func (p RetryPolicy) backoff() retry.Backoff {
+// backoff returns the policy's schedule of delays.
+func backoff(p RetryPolicy) retry.Backoff {
 	initial := p.Initial
 	if initial <= 0 {
 		initial = time.Second
@@ -105,7 +59,7 @@ type Attempt struct {
 func Do(ctx context.Context, p RetryPolicy, timeout time.Duration, fn func(ctx context.Context, attempt int) (Result, error), onAttempt func(Attempt)) (Result, error) {
 	var res Result
 	n := 0
-	err := retry.Do(ctx, p.backoff(), func(ctx context.Context) error {
+	err := retry.Do(ctx, backoff(p), func(ctx context.Context) error {
 		n++
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if timeout > 0 {

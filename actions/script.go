@@ -5,12 +5,6 @@ import (
 	"errors"
 )
 
-var scriptSpec = Spec{
-	Keys:      []string{"path", "args", "env", "dir", "ok_exit_codes", "fatal_exit_codes", "max_output"},
-	Shorthand: "path",
-	Required:  []string{"path"},
-}
-
 // ScriptParams are the parameters of a script step.
 type ScriptParams struct {
 	Path           string            `json:"path"`

@@ -13,8 +13,6 @@ import (
 	"github.com/eventfn/eventfn/waldur"
 )
 
-var waldurSpec = Spec{Keys: []string{"method", "path", "query", "body", "ok_status", "batch"}, Shorthand: "path"}
-
 // WaldurCaller is the part of the Waldur API client that waldur steps use.
 type WaldurCaller interface {
 	// Call sends one request to the API and returns the status and decoded

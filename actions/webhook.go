@@ -19,12 +19,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 )
 
-var webhookSpec = Spec{
-	Keys:      []string{"url", "method", "headers", "body", "hmac_secret_file", "ok_status", "max_response"},
-	Shorthand: "url",
-	Required:  []string{"url"},
-}
-
 // SignatureHeader carries the HMAC-SHA256 of the request body.
 const SignatureHeader = "X-Eventfn-Signature"
 
@@ -84,6 +78,9 @@ func (w *Webhook) Run(ctx context.Context, req Request) (Result, error) {
 	}
 	if p.Method == "" {
 		p.Method = http.MethodPost
+	}
+	if err := checkWebhook(p); err != nil {
+		return nil, Permanent(err)
 	}
 	var body []byte
 	switch b := p.Body.(type) {

@@ -204,7 +204,7 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 	reg := actions.NewRegistry()
 	for _, kind := range std.Kinds() {
 		a, _ := std.Get(kind)
-		reg.Register(kind, std.Specs()[kind], timedAction{inner: a, m: m, delay: j.ActionDelay})
+		reg.Register(actions.WithRun(a, timedAction{inner: a, m: m, delay: j.ActionDelay}))
 	}
 	jn, err := openJournal(j.StateDir, cfg.Runner, logger)
 	if err != nil {

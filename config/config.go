@@ -23,6 +23,7 @@ import (
 	"github.com/eventfn/eventfn/rules"
 	"github.com/eventfn/eventfn/runner/sources"
 	"github.com/eventfn/eventfn/source"
+	"github.com/eventfn/eventfn/spec"
 )
 
 // Config is a loaded, checked eventfn file.
@@ -73,7 +74,8 @@ type WaldurSpec struct {
 
 // Options tune Load.
 type Options struct {
-	// Rules are passed to the rules package (action kinds).
+	// Rules are passed to the rules package (action kinds: nil Actions
+	// means the built-in ones).
 	Rules rules.Options
 	// Sources is the source registry (nil: runner/sources.Standard()).
 	Sources *source.Registry
@@ -89,7 +91,7 @@ func Keys() []string { return []string{"sources", "runner", "waldur", "slurm"} }
 // it returns a rules.ErrorList holding every problem, each with its
 // position.
 func Load(path string, opts Options) (*Config, error) {
-	src, err := os.ReadFile(path)
+	src, err := rules.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading rules: %w", err)
 	}
@@ -134,11 +136,19 @@ func Parse(path string, src []byte, opts Options) (*Config, error) {
 			case slices.Contains(rules.Keys(), k.Value):
 				rulesRoot.Content = append(rulesRoot.Content, k, v)
 			default:
-				l.errorf(k, "unknown key %q (known: %s)", k.Value, strings.Join(append(rules.Keys(), Keys()...), ", "))
+				l.errorf(k, "unknown key %q%s", k.Value, spec.DidYouMean(k.Value, append(rules.Keys(), Keys()...)))
 			}
 		}
 	} else {
 		rulesRoot = root // the rules package reports what it is
+	}
+	if opts.Rules.Actions == nil {
+		opts.Rules.Actions = actions.Builtin()
+	}
+	// on: may name what the sources deliver besides Waldur's types (a
+	// source's fixed type, a type in a destination).
+	if types, _ := source.DeliverableTypes(c.Sources); len(types) > 0 {
+		opts.Rules.Types = append(slices.Clone(opts.Rules.Types), types...)
 	}
 	rs, err := rules.ParseNode(path, rulesRoot, opts.Rules)
 	if err != nil {

@@ -71,7 +71,7 @@ func TestLoadRefusesWithPositions(t *testing.T) {
 		{"slurm key", `slurm: {clustr: x}
 `, `eventfn.yaml:2:9: unknown key "clustr" in slurm (known: bin_dir`},
 		{"top-level key", `sourcs: []
-`, `eventfn.yaml:2:1: unknown key "sourcs" (known: version, vars, env, secrets, defaults, include, rules, sources, runner, waldur, slurm)`},
+`, `eventfn.yaml:2:1: unknown key "sourcs" (did you mean "sources"?)`},
 		{"duplicate source", `sources:
   - {name: a, url: "file:x"}
   - {name: a, url: "file:y"}

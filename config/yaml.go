@@ -34,19 +34,11 @@ func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
 }
 
 func (l *loader) parseDoc(src []byte) *yaml.Node {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		line := 1
-		msg := err.Error()
-		fmt.Sscanf(strings.TrimPrefix(msg, "yaml: "), "line %d:", &line)
-		l.errs = append(l.errs, rules.Error{Pos: rules.Pos{File: l.file, Line: line, Col: 1}, Msg: msg})
-		return nil
-	}
-	if len(doc.Content) == 0 {
-		l.errs = append(l.errs, rules.Error{Pos: rules.Pos{File: l.file, Line: 1, Col: 1}, Msg: "empty file"})
-		return nil
-	}
-	return doc.Content[0]
+	// The rules package's parser: the same limits on size and on alias
+	// expansion for every file.
+	root, errs := rules.ParseDocument(l.file, src)
+	l.errs = append(l.errs, errs...)
+	return root
 }
 
 // pairs returns the key/value nodes of a mapping, reporting duplicates.

@@ -38,7 +38,7 @@ var orderEvent = &event.Event{Type: "order", Payload: map[string]any{
 // event's type only: the "other" rules are never looked at.
 func BenchmarkMatch(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 1000} {
-		rs, err := Parse("bench.yaml", []byte(ruleFile(n)), Options{})
+		rs, err := Parse("bench.yaml", []byte(ruleFile(n)), testOptions())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func BenchmarkMatch(b *testing.B) {
 
 // BenchmarkRenderStep measures rendering one exec step with two templates.
 func BenchmarkRenderStep(b *testing.B) {
-	rs, err := Parse("bench.yaml", []byte(ruleFile(1)), Options{})
+	rs, err := Parse("bench.yaml", []byte(ruleFile(1)), testOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func BenchmarkLoad500(b *testing.B) {
 	src := []byte(ruleFile(250))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Parse("bench.yaml", src, Options{}); err != nil {
+		if _, err := Parse("bench.yaml", src, testOptions()); err != nil {
 			b.Fatal(err)
 		}
 	}

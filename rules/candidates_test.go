@@ -16,7 +16,7 @@ version: 1
 rules:
   - {name: keyed, on: order, key: payload.uuid, when: payload.go, steps: [{log: x}]}
   - {name: all, on: "*", steps: [{log: x}]}
-`), Options{})
+`), testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/eventfn/eventfn/event"
 )
@@ -12,8 +13,18 @@ type RenderedStep struct {
 	ID     string         `json:"id,omitempty"`
 	Kind   string         `json:"kind"`
 	Params map[string]any `json:"params,omitempty"`
+	// When is the step's condition, and WhenValue its value (absent when
+	// it reads results that are not known in a dry run).
+	When      string `json:"when,omitempty"`
+	WhenValue *bool  `json:"when_value,omitempty"`
 	// Skipped is true when the step's when is false.
 	Skipped bool `json:"skipped,omitempty"`
+	// Effect is what the step would do (its kind's Preview), when the
+	// dry run was given a Preview function and the step's values are known.
+	Effect any `json:"effect,omitempty"`
+	// Pending names the earlier steps whose results the step reads but the
+	// dry run does not know (give them with mocks); no Effect then.
+	Pending []string `json:"pending,omitempty"`
 	// Error is set when the step could not be rendered.
 	Error string `json:"error,omitempty"`
 	// Items are a for_each step's runs, one per item (their Params,
@@ -52,6 +63,25 @@ type Mocks map[string]map[string]any
 // masked, step results come from mocks, and interpolations of results not
 // mocked are shown as their source text.
 func (rs *Ruleset) DryRun(ev *event.Event, mocks Mocks) DryRunResult {
+	return rs.DryRunWith(ev, DryRunOptions{Mocks: mocks})
+}
+
+// PreviewFunc returns the effect a rendered step would have, or the error
+// its run would refuse it with (actions.Registry.Preview, adapted).
+type PreviewFunc func(s *Step, params map[string]any, p Plan) (any, error)
+
+// DryRunOptions tune DryRunWith.
+type DryRunOptions struct {
+	// Mocks give the results of steps, by id.
+	Mocks Mocks
+	// Preview, when set, gives each step's effect; its errors fail the
+	// plan at that step, as run would.
+	Preview PreviewFunc
+}
+
+// DryRunWith is DryRun with a preview of each step's effect.
+func (rs *Ruleset) DryRunWith(ev *event.Event, o DryRunOptions) DryRunResult {
+	mocks := o.Mocks
 	env := rs.Environment(ev, rs.MaskedSecrets())
 	plans, failed := rs.Match(ev, env)
 	out := DryRunResult{Plans: []RenderedPlan{}}
@@ -59,12 +89,12 @@ func (rs *Ruleset) DryRun(ev *event.Event, mocks Mocks) DryRunResult {
 		out.Errors = append(out.Errors, RuleError{Rule: v.Rule.Name, Error: v.Err.Error()})
 	}
 	for _, p := range plans {
-		out.Plans = append(out.Plans, renderPlan(p, mocks))
+		out.Plans = append(out.Plans, renderPlan(p, mocks, o.Preview))
 	}
 	return out
 }
 
-func renderPlan(p Plan, mocks Mocks) RenderedPlan {
+func renderPlan(p Plan, mocks Mocks, preview PreviewFunc) RenderedPlan {
 	env := make(map[string]any, len(p.Env))
 	for k, v := range p.Env {
 		env[k] = v
@@ -74,7 +104,7 @@ func renderPlan(p Plan, mocks Mocks) RenderedPlan {
 	rp := RenderedPlan{Rule: p.Rule.Name, Key: p.Key, Steps: []RenderedStep{}}
 	failure := ""
 	for _, s := range p.Rule.Steps {
-		rs := renderOne(s, env)
+		rs := renderOne(s, env, p, preview)
 		rp.Steps = append(rp.Steps, rs)
 		if rs.Error != "" {
 			failure = rs.Error
@@ -103,20 +133,51 @@ func renderPlan(p Plan, mocks Mocks) RenderedPlan {
 		}
 		env["error"] = failure
 		for _, s := range p.Rule.OnFailure {
-			rp.OnFailure = append(rp.OnFailure, renderOne(s, env))
+			rp.OnFailure = append(rp.OnFailure, renderOne(s, env, p, preview))
 		}
 	}
 	return rp
 }
 
-func renderOne(s *Step, env map[string]any) RenderedStep {
+func renderOne(s *Step, env map[string]any, p Plan, preview PreviewFunc) RenderedStep {
 	if s.ForEach != nil {
-		return renderEach(s, env)
+		return renderEach(s, env, p, preview)
 	}
 	params, run, err := RenderStep(s, env, true)
 	rs := RenderedStep{ID: s.ID, Kind: s.Kind, Params: params, Skipped: !run && err == nil}
+	known, _ := env["steps"].(map[string]any)
+	var exprs []*Expr
+	if s.When != nil {
+		exprs = append(exprs, s.When)
+	}
+	if s.Params != nil {
+		exprs = s.Params.exprs(exprs)
+	}
+	for _, e := range exprs {
+		for _, id := range e.steps {
+			if _, ok := known[id]; !ok && !slices.Contains(rs.Pending, id) {
+				rs.Pending = append(rs.Pending, id)
+			}
+		}
+	}
+	if s.When != nil {
+		rs.When = s.When.Src
+		if v, err := s.When.Eval(env); err == nil {
+			if b, ok := v.(bool); ok {
+				rs.WhenValue = &b
+			}
+		}
+	}
 	if err != nil {
 		rs.Error = err.Error()
+		return rs
+	}
+	if run && preview != nil && len(rs.Pending) == 0 {
+		eff, err := preview(s, params, p)
+		if err != nil {
+			rs.Error = err.Error()
+		}
+		rs.Effect = eff
 	}
 	return rs
 }
@@ -124,7 +185,7 @@ func renderOne(s *Step, env map[string]any) RenderedStep {
 // renderEach renders a for_each step once per item. A list that reads
 // results of steps that were not mocked is shown as one item, the
 // expression's text.
-func renderEach(s *Step, env map[string]any) RenderedStep {
+func renderEach(s *Step, env map[string]any, p Plan, preview PreviewFunc) RenderedStep {
 	rs := RenderedStep{ID: s.ID, Kind: s.Kind, Items: []RenderedStep{}}
 	items, err := s.ForEachItems(env)
 	if err != nil {
@@ -135,7 +196,7 @@ func renderEach(s *Step, env map[string]any) RenderedStep {
 		items = []any{unknownItem{}}
 	}
 	for i, it := range items {
-		one := renderOne(&Step{ID: s.ID, Name: s.Name, Kind: s.Kind, Params: s.Params, When: s.When, Pos: s.Pos}, ItemEnv(env, it, i))
+		one := renderOne(&Step{ID: s.ID, Name: s.Name, Kind: s.Kind, Params: s.Params, When: s.When, Pos: s.Pos}, ItemEnv(env, it, i), p, preview)
 		one.ID = ""
 		rs.Items = append(rs.Items, one)
 		if one.Error != "" && rs.Error == "" {

@@ -75,7 +75,7 @@ rules:
 }
 
 func mustParseF(f *testing.F, src string) *Ruleset {
-	rs, err := Parse("fuzz.yaml", []byte(src), Options{})
+	rs, err := Parse("fuzz.yaml", []byte(src), testOptions())
 	if err != nil {
 		f.Fatal(err)
 	}

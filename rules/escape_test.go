@@ -98,7 +98,7 @@ rules:
     on: x
     steps:
       - exec: [ls, "{{ raw(payload.a) + payload.b }}"]
-`), Options{})
+`), testOptions())
 	if err == nil || !strings.Contains(err.Error(), "raw(...) must wrap the whole expression") {
 		t.Fatalf("err = %v, want raw(...) refused when it does not wrap the expression", err)
 	}

@@ -26,6 +26,8 @@ type Expr struct {
 	// raw is true when the whole expression is raw(...): the rule opts
 	// its value out of contextual checks.
 	raw bool
+	// names are the vars.x, secrets.x and env.x it reads without ?.
+	names []string
 	// vms holds idle VMs for program: expr.Run allocates a VM and its
 	// stack on every run, and a rule's when runs for every event of its
 	// type. Pooled per expression, a VM's buffers fit its program.
@@ -90,6 +92,7 @@ func safeFetch(from, key any) (v any, err error) {
 type strictPatch struct {
 	steps []string
 	items bool
+	names []string
 	// optional is true below a ?. chain, where misses must stay nil.
 	// tainted is set when an identifier other than the trusted ones
 	// (vars, env, secrets, function names) is read.
@@ -124,9 +127,16 @@ func (p *strictPatch) Visit(node *ast.Node) {
 	if !ok {
 		return
 	}
-	if id, ok := m.Node.(*ast.IdentifierNode); ok && id.Value == "steps" {
+	if id, ok := m.Node.(*ast.IdentifierNode); ok {
 		if s, ok := m.Property.(*ast.StringNode); ok {
-			p.steps = append(p.steps, s.Value)
+			switch id.Value {
+			case "steps":
+				p.steps = append(p.steps, s.Value)
+			case "vars", "secrets", "env":
+				if !m.Optional {
+					p.names = append(p.names, id.Value+"."+s.Value)
+				}
+			}
 		}
 	}
 	if m.Optional || m.Method {
@@ -161,7 +171,7 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 	if patch.raws > 0 && !isRaw {
 		return nil, fmt.Errorf("expression %q: raw(...) must wrap the whole expression, once", src)
 	}
-	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, tainted: patch.tainted && !isRaw, raw: isRaw, items: patch.items}, nil
+	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, tainted: patch.tainted && !isRaw, raw: isRaw, items: patch.items, names: patch.names}, nil
 }
 
 // rawFunc is raw(x): x unchanged. The compiler notes it: the value is then

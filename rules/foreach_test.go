@@ -20,7 +20,7 @@ func TestForEachLoadErrors(t *testing.T) {
 		src := "version: 1\nrules:\n  - name: r\n    on: order\n    steps: [" + c.step + "]\n"
 		src = strings.Replace(src, "    steps: [", "    steps:\n      - ", 1)
 		src = strings.TrimSuffix(src, "]\n") + "\n"
-		_, err := Parse("test.yaml", []byte(src), Options{})
+		_, err := Parse("test.yaml", []byte(src), testOptions())
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.step, err, c.want)
 		}
@@ -42,14 +42,15 @@ rules:
         log: x
       - for_each: steps.list.json
         log: "{{ item.id }}"
-`), Options{})
+`), testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ev := &event.Event{Type: "order", Payload: map[string]any{"users": []any{"ann", "skip", "bob"}}}
 	out := rs.DryRun(ev, nil)
 	b, _ := json.Marshal(out.Plans[0].Steps)
-	want := `[{"id":"each","kind":"log","items":[{"kind":"log","params":{"message":"user 0: ann"}},{"kind":"log","skipped":true},{"kind":"log","params":{"message":"user 2: bob"}}]},` +
+	want := `[{"id":"each","kind":"log","items":[{"kind":"log","params":{"message":"user 0: ann"},"when":"item != \"skip\"","when_value":true},` +
+		`{"kind":"log","when":"item != \"skip\"","when_value":false,"skipped":true},{"kind":"log","params":{"message":"user 2: bob"},"when":"item != \"skip\"","when_value":true}]},` +
 		`{"id":"list","kind":"log","params":{"message":"x"}},` +
 		`{"kind":"log","items":[{"kind":"log","params":{"message":"{{ item.id }}"}}]}]`
 	if string(b) != want {

@@ -16,7 +16,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nvars: &v {a: *v}\n"))
 	f.Add([]byte("version: 1\ninclude: [../*]\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		rs, err := Parse("fuzz.yaml", src, Options{})
+		rs, err := Parse("fuzz.yaml", src, testOptions())
 		if err == nil && rs == nil {
 			t.Fatal("nil ruleset without error")
 		}

@@ -12,6 +12,7 @@ import (
 func TestRulesForIndex(t *testing.T) {
 	rs := mustParse(t, `
 version: 1
+types: [y]
 rules:
   - {name: a, on: x, steps: [{log: a}]}
   - {name: all, on: "*", steps: [{log: all}]}

@@ -88,7 +88,7 @@ func TestIndexAgreesWithEvaluatingEveryRule(t *testing.T) {
 			}
 			b.WriteString("    steps: [{log: x}]\n")
 		}
-		rs, err := Parse("index.yaml", []byte(b.String()), Options{})
+		rs, err := Parse("index.yaml", []byte(b.String()), testOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +132,7 @@ func BenchmarkMatchIndexed(b *testing.B) {
 		for i := range n {
 			fmt.Fprintf(&src, "  - name: r%d\n    on: order\n    when: payload.order_state == \"state-%d\" && payload.n == 0\n    steps: [{log: x}]\n", i, i)
 		}
-		rs, err := Parse("bench.yaml", []byte(src.String()), Options{})
+		rs, err := Parse("bench.yaml", []byte(src.String()), testOptions())
 		if err != nil {
 			b.Fatal(err)
 		}

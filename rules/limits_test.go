@@ -32,7 +32,7 @@ func TestAliasBombIsRefusedFastInBoundedMemory(t *testing.T) {
 			}
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			_, err := Parse("bomb.yaml", []byte(src), Options{})
+			_, err := Parse("bomb.yaml", []byte(src), testOptions())
 			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), "expands to more than") {
 				t.Fatalf("err = %v, want the alias expansion refused", err)
@@ -60,7 +60,7 @@ rules:
 
 func TestFileSizeIsBounded(t *testing.T) {
 	src := "version: 1\n#" + strings.Repeat("x", MaxFileBytes) + "\n"
-	if _, err := Parse("big.yaml", []byte(src), Options{}); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := Parse("big.yaml", []byte(src), testOptions()); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("err = %v, want the size refused", err)
 	}
 	dir := t.TempDir()
@@ -68,7 +68,7 @@ func TestFileSizeIsBounded(t *testing.T) {
 	if err := os.WriteFile(main, []byte("version: 1\ninclude: [/dev/zero]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(main, Options{}); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := Load(main, testOptions()); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("include of /dev/zero: %v, want the size refused", err)
 	}
 }
@@ -90,7 +90,7 @@ func TestIncludesStayUnderTheRulesDirectory(t *testing.T) {
 	inc := "version: 1\nrules:\n  - {name: outside, on: x, steps: [{log: m}]}\n"
 	outside := writeRules(t, root, "outside/more.yaml", inc)
 	main := writeRules(t, root, "site/main.yaml", "version: 1\ninclude: [../outside/*.yaml]\n")
-	_, err := Load(main, Options{})
+	_, err := Load(main, testOptions())
 	if err == nil || !strings.Contains(err.Error(), "outside the rules directory") {
 		t.Fatalf("relative include leaving the directory: %v, want it refused", err)
 	}
@@ -99,11 +99,11 @@ func TestIncludesStayUnderTheRulesDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeRules(t, root, "site/main.yaml", "version: 1\ninclude: [link.yaml]\n")
-	if _, err := Load(main, Options{}); err == nil || !strings.Contains(err.Error(), "outside the rules directory") {
+	if _, err := Load(main, testOptions()); err == nil || !strings.Contains(err.Error(), "outside the rules directory") {
 		t.Fatalf("symlink out of the directory: %v, want it refused", err)
 	}
 	writeRules(t, root, "site/main.yaml", "version: 1\ninclude: ["+outside+"]\n")
-	rs, err := Load(main, Options{})
+	rs, err := Load(main, testOptions())
 	if err != nil || len(rs.Rules) != 1 {
 		t.Fatalf("an absolute include: %v, want it loaded", err)
 	}
@@ -113,7 +113,7 @@ func TestErrorsQuoteAtMostALine(t *testing.T) {
 	root := t.TempDir()
 	passwd := writeRules(t, root, "passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nsecret-line:x:2:2::/:/bin/false\n")
 	main := writeRules(t, root, "main.yaml", "version: 1\ninclude: ["+passwd+"]\n")
-	_, err := Load(main, Options{})
+	_, err := Load(main, testOptions())
 	if err == nil {
 		t.Fatal("a passwd file included as rules was accepted")
 	}
@@ -128,7 +128,7 @@ func TestIncludeCountIsBounded(t *testing.T) {
 		writeRules(t, root, fmt.Sprintf("d/%03d.yaml", i), fmt.Sprintf("version: 1\nrules:\n  - {name: r%d, on: x, steps: [{log: m}]}\n", i))
 	}
 	main := writeRules(t, root, "main.yaml", "version: 1\ninclude: [d/*.yaml]\n")
-	if _, err := Load(main, Options{}); err == nil || !strings.Contains(err.Error(), "included files") {
+	if _, err := Load(main, testOptions()); err == nil || !strings.Contains(err.Error(), "included files") {
 		t.Fatalf("err = %v, want the include count refused", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/eventfn/eventfn/actions"
+	"github.com/eventfn/eventfn/spec"
 )
 
 // Ruleset is a loaded, checked rules file with its includes.
@@ -40,8 +40,8 @@ type Ruleset struct {
 
 // Defaults are the step settings used where a step sets none.
 type Defaults struct {
-	Timeout time.Duration       `yaml:"timeout"`
-	Retry   actions.RetryPolicy `yaml:"retry"`
+	Timeout time.Duration `yaml:"timeout"`
+	Retry   spec.Retry    `yaml:"retry"`
 }
 
 // SecretRef says where a secret's value comes from: a file or an env var.
@@ -70,7 +70,7 @@ type Step struct {
 	Params          *Value
 	When            *Expr
 	Timeout         time.Duration
-	Retry           actions.RetryPolicy
+	Retry           spec.Retry
 	ContinueOnError bool
 	// ForEach, when set, runs the step once per element of the list it
 	// gives, with item and index bound (see foreach.go).
@@ -93,14 +93,17 @@ func (s *Step) Label() string {
 // DefaultDefaults are used where the file sets no defaults.
 var DefaultDefaults = Defaults{
 	Timeout: 60 * time.Second,
-	Retry:   actions.RetryPolicy{Attempts: 3, Backoff: "exponential", Initial: time.Second, Max: 30 * time.Second, Jitter: 0.2},
+	Retry:   spec.Retry{Attempts: 3, Backoff: "exponential", Initial: time.Second, Max: 30 * time.Second, Jitter: 0.2},
 }
 
 // Options tune Load.
 type Options struct {
-	// Kinds are the action kinds and their parameters; nil means the
-	// built-in ones.
-	Kinds map[string]actions.Spec
+	// Actions are the action kinds: their definitions and load-time
+	// checks (actions.Builtin() for the built-in ones). Required.
+	Actions spec.Catalog
+	// Types are event types the sources can deliver besides Waldur's,
+	// which on: may name.
+	Types []string
 	// Lookup reads environment variables (default os.LookupEnv).
 	Lookup func(string) (string, bool)
 }
@@ -118,7 +121,7 @@ func Load(path string, opts Options) (*Ruleset, error) {
 // Keys returns the top-level keys of a rules file that this package reads;
 // the config package reads the others (sources, runner, waldur, slurm).
 func Keys() []string {
-	return []string{"version", "vars", "env", "secrets", "defaults", "include", "rules"}
+	return []string{"version", "vars", "env", "secrets", "defaults", "include", "types", "rules"}
 }
 
 // Parse checks a rules file given as bytes; path names it in errors and
@@ -138,8 +141,8 @@ func Parse(path string, src []byte, opts Options) (*Ruleset, error) {
 // is its top-level mapping, holding keys of Keys only; path names it in
 // errors and anchors its includes.
 func ParseNode(path string, root *yaml.Node, opts Options) (*Ruleset, error) {
-	if opts.Kinds == nil {
-		opts.Kinds = actions.SpecsOnly()
+	if opts.Actions == nil {
+		return nil, errors.New("rules: no action kinds given (Options.Actions)")
 	}
 	if opts.Lookup == nil {
 		opts.Lookup = os.LookupEnv
@@ -148,6 +151,8 @@ func ParseNode(path string, root *yaml.Node, opts Options) (*Ruleset, error) {
 	l := &loader{file: path, lookup: opts.Lookup}
 	p := &parser{loader: l, rs: rs, opts: opts, names: map[string]Pos{}}
 	p.parseMain(root, filepath.Dir(path))
+	p.checkOn()
+	p.checkNames()
 	if len(l.errs) > 0 {
 		return nil, l.errs.sorted()
 	}
@@ -160,7 +165,24 @@ type parser struct {
 	rs    *Ruleset
 	opts  Options
 	names map[string]Pos
+	// declared are the custom event types of types: lists.
+	declared []string
+	// onNodes are the on: entries, checked once all types are known.
+	onNodes []onRef
 }
+
+// ParseDocument parses one YAML file with the loader's limits (size,
+// nodes after alias expansion): what the config package reads the main
+// file with. It returns the top-level node, or the errors.
+func ParseDocument(path string, src []byte) (*yaml.Node, ErrorList) {
+	l := &loader{file: path}
+	root := parseDoc(l, src)
+	return root, l.errs
+}
+
+// ReadFile reads a rules file, refusing one larger than MaxFileBytes
+// without reading it all.
+func ReadFile(path string) ([]byte, error) { return readFileLimited(path) }
 
 func parseDoc(l *loader, src []byte) *yaml.Node {
 	var doc yaml.Node
@@ -171,7 +193,9 @@ func parseDoc(l *loader, src []byte) *yaml.Node {
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		line := 1
 		var msg = err.Error()
-		fmt.Sscanf(strings.TrimPrefix(msg, "yaml: "), "line %d:", &line)
+		if _, err := fmt.Sscanf(strings.TrimPrefix(msg, "yaml: "), "line %d:", &line); err != nil {
+			line = 1 // the message names no line
+		}
 		l.errs = append(l.errs, Error{Pos: Pos{File: l.file, Line: line, Col: 1}, Msg: yamlError(err)})
 		return nil
 	}
@@ -228,14 +252,7 @@ func (p *parser) parseMain(root *yaml.Node, dir string) {
 				p.rs.Secrets[skv[0].Value] = ref
 			}
 		case "defaults":
-			p.decodeStrict(v, "", "defaults", &p.rs.Defaults)
-			if err := p.rs.Defaults.Retry.Validate(); err != nil {
-				p.errorf(v, "", "defaults: %v", err)
-			}
-			p.rs.Defaults.Retry = p.rs.Defaults.Retry.Merge(DefaultDefaults.Retry)
-			if p.rs.Defaults.Timeout == 0 {
-				p.rs.Defaults.Timeout = DefaultDefaults.Timeout
-			}
+			p.parseDefaults(v)
 		case "include":
 			if v.Kind == yaml.ScalarNode {
 				includes = append(includes, v)
@@ -246,8 +263,10 @@ func (p *parser) parseMain(root *yaml.Node, dir string) {
 			}
 		case "rules":
 			rulesNode = v
+		case "types":
+			p.declareTypes(v, "")
 		default:
-			p.errorf(k, "", "unknown key %q (known: %s)", k.Value, strings.Join(Keys(), ", "))
+			p.errorf(k, "", "unknown key %q%s", k.Value, spec.DidYouMean(k.Value, topKeys))
 		}
 	}
 	if !sawVersion {
@@ -316,8 +335,10 @@ func (p *parser) include(n *yaml.Node, dir string) {
 				case "version":
 				case "rules":
 					p.parseRules(kv[1])
+				case "types":
+					p.declareTypes(kv[1], "")
 				default:
-					p.errorf(kv[0], "", "unknown key %s in an included file (known: version, rules)", quoteLine(kv[0].Value))
+					p.errorf(kv[0], "", "unknown key %s in an included file%s", quoteLine(kv[0].Value), spec.DidYouMean(kv[0].Value, []string{"version", "rules", "types"}))
 				}
 			}
 		}
@@ -325,7 +346,11 @@ func (p *parser) include(n *yaml.Node, dir string) {
 	}
 }
 
-var ruleKeys = []string{"name", "description", "on", "when", "key", "steps", "on_failure"}
+var ruleKeys = []string{"name", "description", "on", "types", "when", "key", "steps", "on_failure"}
+
+// topKeys are the keys of an eventfn file: this package's (Keys) and the
+// config package's, for did-you-mean.
+var topKeys = []string{"version", "vars", "env", "secrets", "defaults", "include", "types", "rules", "sources", "runner", "waldur", "slurm"}
 var stepKeys = []string{"id", "name", "when", "timeout", "retry", "continue_on_error", "for_each", "for_each_concurrency"}
 
 func (p *parser) parseRules(n *yaml.Node) {
@@ -363,17 +388,12 @@ func (p *parser) parseRule(n *yaml.Node) *Rule {
 		case "description":
 			r.Description = v.Value
 		case "on":
-			switch v.Kind {
-			case yaml.ScalarNode:
-				r.On = []string{v.Value}
-			case yaml.SequenceNode:
-				for _, c := range v.Content {
-					r.On = append(r.On, c.Value)
-				}
+			p.parseOn(v, r)
+			if r.On == nil {
+				r.On = []string{} // reported; not "missing"
 			}
-			if len(r.On) == 0 || slices.Contains(r.On, "") {
-				p.errorf(v, r.Name, "on must name an event type or a list of them")
-			}
+		case "types":
+			p.declareTypes(v, r.Name)
 		case "when":
 			r.When = p.expr(v, r.Name, true)
 		case "key":
@@ -383,7 +403,7 @@ func (p *parser) parseRule(n *yaml.Node) *Rule {
 		case "on_failure":
 			onFailure = v
 		default:
-			p.errorf(k, r.Name, "unknown key %q (known: %s)", k.Value, strings.Join(ruleKeys, ", "))
+			p.errorf(k, r.Name, "unknown key %q%s", k.Value, spec.DidYouMean(k.Value, ruleKeys))
 		}
 	}
 	if r.On == nil {
@@ -442,6 +462,9 @@ func (p *parser) parseSteps(n *yaml.Node, r *Rule, defined map[string]bool) []*S
 	for _, sn := range n.Content {
 		s := p.parseStep(sn, r)
 		if s == nil {
+			if id := stepID(sn); validID(id) {
+				defined[id] = true // reported already: no knock-on errors in later steps
+			}
 			continue
 		}
 		p.checkRefs(s, r, defined)
@@ -494,18 +517,9 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 		case "when":
 			s.When = p.expr(v, r.Name, true)
 		case "timeout":
-			d, err := time.ParseDuration(v.Value)
-			if err != nil || d <= 0 {
-				p.errorf(v, r.Name, "timeout %q: want a duration such as 30s or 5m", v.Value)
-			}
-			s.Timeout = d
+			s.Timeout = p.duration(v, r.Name, "timeout")
 		case "retry":
-			var rp actions.RetryPolicy
-			p.decodeStrict(v, r.Name, "retry", &rp)
-			if err := rp.Validate(); err != nil {
-				p.errorf(v, r.Name, "%v", err)
-			}
-			s.Retry = rp.Merge(p.rs.Defaults.Retry)
+			s.Retry = p.parseRetry(v, r.Name).Merge(p.rs.Defaults.Retry)
 		case "continue_on_error":
 			if err := v.Decode(&s.ContinueOnError); err != nil {
 				p.errorf(v, r.Name, "continue_on_error must be true or false")
@@ -513,9 +527,15 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 		case "for_each", "for_each_concurrency":
 			p.parseForEach(k, v, r, s)
 		default:
-			if _, ok := p.opts.Kinds[k.Value]; !ok {
-				p.errorf(k, r.Name, "unknown key %q in step (action kinds: %s; step keys: %s)",
-					k.Value, strings.Join(sortedKeys(p.opts.Kinds), ", "), strings.Join(stepKeys, ", "))
+			if _, ok := p.opts.Actions.Definition(k.Value); !ok {
+				hint := ""
+				if s := spec.Suggest(k.Value, slices.Concat(p.kinds(), stepKeys)); s != "" {
+					hint = fmt.Sprintf("did you mean %q? ", s)
+				} else if owners := p.paramOf(k.Value); len(owners) > 0 {
+					hint = fmt.Sprintf("%s is a parameter of %s: write it inside the action, e.g. %s: {…, %s: …}; ", k.Value, strings.Join(owners, ", "), owners[0], k.Value)
+				}
+				p.errorf(k, r.Name, "unknown key %q in step (%saction kinds: %s; step keys: %s)",
+					k.Value, hint, strings.Join(p.kinds(), ", "), strings.Join(stepKeys, ", "))
 				continue
 			}
 			if kindNode != nil {
@@ -529,7 +549,7 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 		if len(p.errs) > errsBefore {
 			return nil // an unknown key was reported: likely the misspelt action
 		}
-		p.errorf(n, r.Name, "step has no action (one of: %s)", strings.Join(sortedKeys(p.opts.Kinds), ", "))
+		p.errorf(n, r.Name, "step has no action (one of: %s)", strings.Join(p.kinds(), ", "))
 		return nil
 	}
 	s.Params = p.params(kindNode, r.Name, s.Kind)
@@ -553,39 +573,74 @@ func validID(s string) bool {
 }
 
 // params compiles a step's action parameters, turning a shorthand (a
-// scalar or a list) into a map and checking keys against the kind's spec.
+// scalar or a list) into a map, and has the kind check them as written.
 func (p *parser) params(n *yaml.Node, rule, kind string) *Value {
-	spec := p.opts.Kinds[kind]
+	def, _ := p.opts.Actions.Definition(kind)
+	if bad := unquotedTemplate(n); bad != nil {
+		p.errorf(bad, rule, "%s: a {{ … }} template must be quoted (\"{{ … }}\"): unquoted, YAML reads it as a mapping", kind)
+		return nil
+	}
+	before := len(p.errs)
+	var out *Value
 	if n.Kind != yaml.MappingNode {
-		if spec.Shorthand == "" {
-			p.errorf(n, rule, "%s takes a mapping of %s", kind, strings.Join(spec.Keys, ", "))
+		if def.Shorthand == "" {
+			p.errorf(n, rule, "%s takes a mapping of %s", kind, strings.Join(def.Keys(), ", "))
 			return nil
 		}
 		v := p.value(n, rule)
 		if v == nil {
 			return nil
 		}
-		return &Value{Pos: v.Pos, kind: kindMap, keys: []string{spec.Shorthand}, vals: []*Value{v}}
-	}
-	m := &Value{Pos: p.pos(n), kind: kindMap}
-	for _, kv := range p.pairs(n, rule, kind) {
-		if !slices.Contains(spec.Keys, kv[0].Value) {
-			p.errorf(kv[0], rule, "unknown key %q for %s (known: %s)", kv[0].Value, kind, strings.Join(spec.Keys, ", "))
-			continue
-		}
-		v := p.value(kv[1], rule)
-		if v == nil {
-			continue
-		}
-		m.keys = append(m.keys, kv[0].Value)
-		m.vals = append(m.vals, v)
-	}
-	for _, req := range spec.Required {
-		if _, ok := m.Get(req); !ok {
-			p.errorf(n, rule, "%s needs %s", kind, req)
+		out = &Value{Pos: v.Pos, kind: kindMap, keys: []string{def.Shorthand}, vals: []*Value{v}}
+	} else {
+		out = &Value{Pos: p.pos(n), kind: kindMap}
+		for _, kv := range p.pairs(n, rule, kind) {
+			v := p.value(kv[1], rule)
+			if v == nil {
+				continue
+			}
+			out.keys = append(out.keys, kv[0].Value)
+			out.vals = append(out.vals, v)
 		}
 	}
-	return m
+	if len(p.errs) == before { // a value that did not parse is one error, not several
+		p.checkParams(n, rule, kind, def.Shorthand)
+	}
+	return out
+}
+
+// paramOf returns the kinds that take a parameter of that name.
+func (p *parser) paramOf(key string) []string {
+	var out []string
+	for _, d := range p.opts.Actions.Definitions() {
+		if _, ok := d.Param(key); ok {
+			out = append(out, d.Kind)
+		}
+	}
+	return out
+}
+
+// kinds returns the names of the action kinds.
+func (p *parser) kinds() []string {
+	defs := p.opts.Actions.Definitions()
+	out := make([]string, len(defs))
+	for i, d := range defs {
+		out[i] = d.Kind
+	}
+	return out
+}
+
+// stepID returns the id: of a step node, if it has one.
+func stepID(n *yaml.Node) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "id" {
+			return n.Content[i+1].Value
+		}
+	}
+	return ""
 }
 
 func (p *parser) value(n *yaml.Node, rule string) *Value {

@@ -10,13 +10,13 @@ import (
 )
 
 func TestLoadReportsEveryErrorWithPosition(t *testing.T) {
-	_, err := Load("testdata/broken.yaml", Options{})
+	_, err := Load("testdata/broken.yaml", testOptions())
 	var el ErrorList
 	if !errors.As(err, &el) {
 		t.Fatalf("want ErrorList, got %v", err)
 	}
 	want := []string{
-		`testdata/broken.yaml:6:24: unknown key "backof" in defaults.retry`,
+		`testdata/broken.yaml:6:24: unknown key "backof" in retry (did you mean "backoff"?)`,
 		`testdata/broken.yaml:10:11: rule "one": expression "payload.order_state ==": unexpected token EOF`,
 		`testdata/broken.yaml:14:9: rule "one": duplicate step id "a"`,
 		`testdata/broken.yaml:15:22: rule "one": steps.later refers to no earlier step`,
@@ -43,7 +43,7 @@ func TestLoadReportsEveryErrorWithPosition(t *testing.T) {
 
 func mustParse(t *testing.T, src string) *Ruleset {
 	t.Helper()
-	rs, err := Parse("test.yaml", []byte(src), Options{})
+	rs, err := Parse("test.yaml", []byte(src), testOptions())
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
@@ -197,7 +197,7 @@ rules:
 }
 
 func TestInclude(t *testing.T) {
-	rs, err := Load("testdata/main.yaml", Options{})
+	rs, err := Load("testdata/main.yaml", testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,7 +119,7 @@ func (r *Rule) verdict(env map[string]any) Verdict {
 	}
 	b, ok := v.(bool)
 	if !ok {
-		return Verdict{Rule: r, When: v, Err: fmt.Errorf("when: %s gave %T, not a boolean", r.When.Src, v)}
+		return Verdict{Rule: r, When: v, Err: fmt.Errorf("when: %s gave %s, not true or false", r.When.Src, describeValue(v))}
 	}
 	return Verdict{Rule: r, Matched: b, When: b}
 }
@@ -138,7 +138,7 @@ func RenderStep(s *Step, env map[string]any, lenient bool) (params map[string]an
 			}
 		}
 		if b, ok := v.(bool); !ok {
-			return nil, false, fmt.Errorf("step %s: when gave %T, not a boolean", s.Label(), v)
+			return nil, false, fmt.Errorf("step %s: when gave %s, not true or false", s.Label(), describeValue(v))
 		} else if !b {
 			return nil, false, nil
 		}

@@ -13,7 +13,7 @@ import (
 // sample events.
 func loadSlurmSite(b *testing.B, eventFile string) (*Ruleset, *event.Event) {
 	b.Helper()
-	rs, err := Load("../examples/slurm-site/eventfn.yaml", Options{})
+	rs, err := Load("../examples/slurm-site/eventfn.yaml", testOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func mixedRuleFile(orders, others int, wildcard bool) string {
 func BenchmarkMatchOtherTypes(b *testing.B) {
 	for _, wildcard := range []bool{false, true} {
 		for _, others := range []int{0, 100, 1000, 10000} {
-			rs, err := Parse("bench.yaml", []byte(mixedRuleFile(10, others, wildcard)), Options{})
+			rs, err := Parse("bench.yaml", []byte(mixedRuleFile(10, others, wildcard)), testOptions())
 			if err != nil {
 				b.Fatal(err)
 			}

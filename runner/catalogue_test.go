@@ -357,7 +357,7 @@ func TestBadInputCatalogue(t *testing.T) {
 				t.Fatal(err)
 			}
 			src := fmt.Sprintf(catalogueGood+row.rules, dir)
-			rs, err := rules.Parse("catalogue.yaml", []byte(src), rules.Options{})
+			rs, err := rules.Parse("catalogue.yaml", []byte(src), rules.Options{Actions: actions.Builtin(), Types: []string{"good", "bad"}})
 			if err != nil {
 				t.Fatalf("rules: %v\n%s", err, src)
 			}

@@ -20,13 +20,13 @@ func (leakyFailure) Run(_ context.Context, req actions.Request) (actions.Result,
 // in a header of the dead-lettered message; secrets in it are masked.
 func TestDeadLetterReasonIsRedacted(t *testing.T) {
 	reg := actions.Standard(actions.Options{Logger: testLogger()})
-	reg.Register("leak", actions.Spec{Keys: []string{"t"}}, leakyFailure{})
+	reg.Register(actions.FromSpec("leak", actions.Spec{Keys: []string{"t"}}, leakyFailure{}))
 	rs, err := rules.Parse("test.yaml", []byte(`
 version: 1
 secrets: {tok: {env: TOK}}
 rules:
   - {name: r, on: order, steps: [{leak: {t: "{{ secrets.tok }}"}}]}
-`), rules.Options{Kinds: reg.Specs()})
+`), rules.Options{Actions: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func (s countingSettler) DeadLetter(context.Context, string) error { s.settled(f
 // The benchmark itself adds one allocation per message (the id string).
 func BenchmarkDeliver(b *testing.B) {
 	body := []byte(`{"offering_uuid":"0f2c1e6b5d2a4c39a8e7f1b2c3d4e5f6","order_uuid":"5c1f0a9e8d7b4c3a9f2e1d0c8b7a6f51","order_state":"executing"}`)
-	rs, err := rules.Parse("bench.yaml", []byte(benchRules), rules.Options{})
+	rs, err := rules.Parse("bench.yaml", []byte(benchRules), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		b.Fatal(err)
 	}

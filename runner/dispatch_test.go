@@ -95,6 +95,7 @@ func bigPayload(key string) []byte {
 // with every other (a million comparisons), and records each plan.
 const expensiveRules = `
 version: 1
+types: [big, small]
 rules:
   - name: slow
     on: big

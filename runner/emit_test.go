@@ -35,8 +35,8 @@ func newRecordingRunner(t *testing.T, src string, tp *sdktrace.TracerProvider) (
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := actions.Standard(actions.Options{Logger: logger})
 	rc := &recorder{got: make(chan actions.Request, 64)}
-	reg.Register("record", actions.Spec{Keys: []string{"what", "headers", "item", "index"}}, rc)
-	rs, err := rules.Parse("test.yaml", []byte(src), rules.Options{Kinds: reg.Specs()})
+	reg.Register(actions.FromSpec("record", actions.Spec{Keys: []string{"what", "headers", "item", "index"}}, rc))
+	rs, err := rules.Parse("test.yaml", []byte(src), rules.Options{Actions: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +126,7 @@ rules:
 func TestEmitLoopIsBounded(t *testing.T) {
 	r, rc := newRecordingRunner(t, `
 version: 1
+types: [loop]
 rules:
   - name: loop
     on: loop
@@ -156,7 +157,7 @@ func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard,
 
 func newRunnerWith(t *testing.T, reg *actions.Registry, src string) *Runner {
 	t.Helper()
-	rs, err := rules.Parse("test.yaml", []byte(src), rules.Options{Kinds: reg.Specs()})
+	rs, err := rules.Parse("test.yaml", []byte(src), rules.Options{Actions: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -229,12 +229,13 @@ func (x *Executor) step(ctx context.Context, s *rules.Step, env map[string]any, 
 	if s.Kind == "script" && req.EventJSON == nil {
 		req.EventJSON, _ = json.Marshal(plan.Event)
 	}
-	attrs := stepAttrs(s, params, onFailure, x.Redactor)
+	attrs := stepAttrs(s, act, *req, onFailure, x.Redactor)
 	out, err := actions.Do(ctx, s.Retry, s.Timeout, func(ctx context.Context, attempt int) (actions.Result, error) {
 		ctx, span := x.tracer().Start(ctx, "step "+s.Label(), trace.WithAttributes(attrs...),
 			trace.WithAttributes(AttrAttempt.Int(attempt)))
+		start := time.Now()
 		res, err := act.Run(ctx, *req)
-		endAttempt(span, res, err, x.Redactor)
+		x.endAttempt(ctx, span, s, act, *req, attempt, res, err, time.Since(start))
 		return res, err
 	}, func(a actions.Attempt) {
 		result := "ok"

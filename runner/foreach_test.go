@@ -47,7 +47,7 @@ func TestForEachConcurrencyBound(t *testing.T) {
 	logger := testLogger()
 	reg := actions.Standard(actions.Options{Logger: logger})
 	gate := &gateAction{running: make(chan int, 16), release: make(chan struct{})}
-	reg.Register("gate", actions.Spec{Keys: []string{"n"}}, gate)
+	reg.Register(actions.FromSpec("gate", actions.Spec{Keys: []string{"n"}}, gate))
 	r := newRunnerWith(t, reg, `
 version: 1
 rules:

@@ -71,7 +71,7 @@ func TestReloadOnFileChange(t *testing.T) {
 	if err := os.WriteFile(inc, []byte(ruleFile("included")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	load := func() (*rules.Ruleset, error) { return rules.Load(main, rules.Options{}) }
+	load := func() (*rules.Ruleset, error) { return rules.Load(main, rules.Options{Actions: actions.Builtin()}) }
 	rs, err := load()
 	if err != nil {
 		t.Fatal(err)
@@ -148,9 +148,9 @@ func TestReloadOnSignal(t *testing.T) {
 		if fail.Load() {
 			return nil, errors.New("bad rules")
 		}
-		return rules.Parse("sig.yaml", []byte(ruleFile(fmt.Sprintf("gen%d", n))), rules.Options{})
+		return rules.Parse("sig.yaml", []byte(ruleFile(fmt.Sprintf("gen%d", n))), rules.Options{Actions: actions.Builtin()})
 	}
-	rs, err := rules.Parse("sig.yaml", []byte(ruleFile("gen0")), rules.Options{})
+	rs, err := rules.Parse("sig.yaml", []byte(ruleFile("gen0")), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestInFlightPlanFinishesOnOldRules(t *testing.T) {
 	}
 	<-g.started
 	rl := &Reloader{Runner: r, Load: func() (*rules.Ruleset, error) {
-		return rules.Parse("new.yaml", []byte(ruleFile("replacement")), rules.Options{})
+		return rules.Parse("new.yaml", []byte(ruleFile("replacement")), rules.Options{Actions: actions.Builtin()})
 	}}
 	if err := rl.Reload("test"); err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func (s *settler) DeadLetter(_ context.Context, r string) error { return s.recor
 
 func newRunner(t *testing.T, src string) (*Runner, *Metrics) {
 	t.Helper()
-	rs, err := rules.Parse("test.yaml", []byte(src), rules.Options{})
+	rs, err := rules.Parse("test.yaml", []byte(src), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ rules:
         exec: [sh, -c, 'test -e %s || sleep 30; echo "$1" >> %s', sh, "{{ steps.one.json.from }}"]
         retry: {attempts: 1}
 `, hook.URL, gate, second)
-	rs, err := rules.Parse("t.yaml", []byte(src), rules.Options{})
+	rs, err := rules.Parse("t.yaml", []byte(src), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}

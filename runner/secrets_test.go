@@ -61,6 +61,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 	src := fmt.Sprintf(`
 version: 1
 secrets: {s: {env: EVENTFN_TEST_SECRET}}
+types: [x]
 rules:
   - name: leak
     on: x
@@ -75,7 +76,7 @@ rules:
     on_failure:
       - exec: [sh, -c, 'printf "%%s" "$1" > "$0"', "%[1]s/error", "{{ error }}"]
 `, dir, hook.URL)
-	rs, err := rules.Parse("secrets.yaml", []byte(src), rules.Options{})
+	rs, err := rules.Parse("secrets.yaml", []byte(src), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}

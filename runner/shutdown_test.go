@@ -40,7 +40,7 @@ func gateRunner(t *testing.T, g *gate, timeout time.Duration, src Source) *Runne
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	reg := actions.Standard(actions.Options{Logger: logger})
-	reg.Register("gate", actions.Spec{Keys: []string{"name"}, Shorthand: "name"}, g)
+	reg.Register(actions.FromSpec("gate", actions.Spec{Keys: []string{"name"}, Shorthand: "name"}, g))
 	rs, err := rules.Parse("gate.yaml", []byte(`
 version: 1
 rules:
@@ -51,7 +51,7 @@ rules:
       - gate: wait
         retry: {attempts: 1}
         timeout: 1h
-`), rules.Options{Kinds: reg.Specs()})
+`), rules.Options{Actions: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

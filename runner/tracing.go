@@ -3,9 +3,9 @@ package runner
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"log/slog"
 	"strings"
-	"unicode"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -39,12 +39,12 @@ const (
 	AttrKind        = attribute.Key("eventfn.action.kind")
 	AttrAttempt     = attribute.Key("eventfn.step.attempt")
 	AttrOnFailure   = attribute.Key("eventfn.step.on_failure")
-	AttrCommand     = attribute.Key("process.command_line")
-	AttrExitCode    = attribute.Key("process.exit.code")
-	AttrMethod      = attribute.Key("http.request.method")
-	AttrURL         = attribute.Key("url.full")
-	AttrPath        = attribute.Key("url.path")
-	AttrStatus      = attribute.Key("http.response.status_code")
+	AttrCommand     = actions.AttrCommand
+	AttrExitCode    = actions.AttrExitCode
+	AttrMethod      = actions.AttrMethod
+	AttrURL         = actions.AttrURL
+	AttrPath        = actions.AttrPath
+	AttrStatus      = actions.AttrStatus
 	AttrRetryable   = attribute.Key("eventfn.error.retryable")
 )
 
@@ -128,73 +128,53 @@ func (x *Executor) tracer() trace.Tracer {
 	return x.Tracer
 }
 
-// endPlan records a plan's outcome on its span and ends it.
+// endPlan records a plan's outcome on its span, logs it (info, naming the
+// rule) and ends the span.
 func (x *Executor) endPlan(span trace.Span, res PlanResult) {
 	span.SetAttributes(AttrPlanOutcome.String(res.Outcome.String()))
 	if res.Resumed > 0 {
 		span.SetAttributes(AttrResumed.Int(res.Resumed))
 	}
+	attrs := []slog.Attr{slog.String("rule", res.Rule), slog.String("outcome", res.Outcome.String())}
+	if res.Key != "" {
+		attrs = append(attrs, slog.String("key", res.Key))
+	}
+	if res.Resumed > 0 {
+		attrs = append(attrs, slog.Int("resumed_steps", res.Resumed))
+	}
+	if tid := span.SpanContext().TraceID(); tid.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", tid.String()))
+	}
 	if res.Outcome != Success {
 		span.SetStatus(codes.Error, x.Redactor.Error(res.Err))
+		attrs = append(attrs, slog.String("error", x.Redactor.Error(res.Err)))
+	}
+	if x.Logger != nil {
+		x.Logger.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
 	}
 	span.End()
 }
 
-// stepAttrs describes a rendered step: what it is and what it runs, with
-// secrets masked.
-func stepAttrs(s *rules.Step, params map[string]any, onFailure bool, red *telemetry.Redactor) []attribute.KeyValue {
+// stepAttrs describes a rendered step: what it is, and what its kind says
+// it runs (Kind.Attributes), with secrets masked.
+func stepAttrs(s *rules.Step, k actions.Kind, req actions.Request, onFailure bool, red *telemetry.Redactor) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{AttrStep.String(s.Label()), AttrKind.String(s.Kind)}
 	if onFailure {
 		attrs = append(attrs, AttrOnFailure.Bool(true))
 	}
-	str := func(k string) string { v, _ := params[k].(string); return v }
-	switch s.Kind {
-	case "exec":
-		attrs = append(attrs, AttrCommand.String(clip(red.String(commandLine(params["argv"])))))
-	case "script":
-		attrs = append(attrs, AttrCommand.String(clip(red.String(commandLine(append([]any{str("path")}, list(params["args"])...))))))
-	case "slurm":
-		var argv []any
-		if c := str("command"); c != "" {
-			argv = append(argv, c)
-		}
-		attrs = append(attrs, AttrCommand.String(clip(red.String(commandLine(append(argv, list(params["args"])...))))))
-	case "webhook":
-		method := strings.ToUpper(str("method"))
-		if method == "" {
-			method = "POST"
-		}
-		attrs = append(attrs, AttrMethod.String(method), AttrURL.String(clip(red.URL(str("url")))))
-	case "waldur":
-		method := strings.ToUpper(str("method"))
-		if method == "" {
-			method = "GET"
-			if params["body"] != nil {
-				method = "POST"
-			}
-		}
-		attrs = append(attrs, AttrMethod.String(method), AttrPath.String(clip(red.String(str("path")))))
-	}
-	return attrs
+	return append(attrs, masked(k.Attributes(req, nil), red)...)
 }
 
-// endAttempt records what one attempt returned on its span and ends it.
-func endAttempt(span trace.Span, res actions.Result, err error, red *telemetry.Redactor) {
-	if cmds, ok := res["commands"].([]any); ok && len(cmds) > 0 { // the argvs a slurm step ran
-		lines := make([]string, len(cmds))
-		for i, c := range cmds {
-			lines[i] = commandLine(c)
-		}
-		span.SetAttributes(AttrCommand.String(clip(red.String(strings.Join(lines, "; ")))))
-	}
-	if code, ok := res["exit_code"].(int); ok {
-		span.SetAttributes(AttrExitCode.Int(code))
-	}
-	if st, ok := res["status"].(int); ok && st != 0 {
-		span.SetAttributes(AttrStatus.Int(st))
+// endAttempt records what one attempt returned on its span (the kind's
+// attributes of the result), logs it at debug (kind, command or URL, exit
+// code or status, duration) and ends the span.
+func (x *Executor) endAttempt(ctx context.Context, span trace.Span, s *rules.Step, k actions.Kind, req actions.Request, attempt int, res actions.Result, err error, took time.Duration) {
+	attrs := masked(k.Attributes(req, res), x.Redactor)
+	if res != nil {
+		span.SetAttributes(attrs...)
 	}
 	if err != nil {
-		msg := red.Error(err)
+		msg := x.Redactor.Error(err)
 		span.SetAttributes(AttrRetryable.Bool(actions.Retryable(err)))
 		span.AddEvent("exception", trace.WithAttributes(
 			attribute.String("exception.type", fmt.Sprintf("%T", err)),
@@ -202,37 +182,44 @@ func endAttempt(span trace.Span, res actions.Result, err error, red *telemetry.R
 		span.SetStatus(codes.Error, msg)
 	}
 	span.End()
+	if x.Logger == nil || !x.Logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	line := []slog.Attr{slog.String("rule", req.Rule), slog.String("step", s.Label()), slog.String("kind", s.Kind), slog.Int("attempt", attempt)}
+	for _, a := range attrs {
+		if name, ok := logNames[a.Key]; ok {
+			line = append(line, slog.Any(name, a.Value.AsInterface()))
+		}
+	}
+	line = append(line, slog.Duration("duration", took))
+	if err != nil {
+		line = append(line, slog.String("error", x.Redactor.Error(err)))
+	}
+	x.Logger.LogAttrs(ctx, slog.LevelDebug, "step attempt", line...)
 }
 
-func list(v any) []any {
-	switch t := v.(type) {
-	case []any:
-		return t
-	case []string:
-		out := make([]any, len(t))
-		for i, s := range t {
-			out[i] = s
-		}
-		return out
-	case nil:
-		return nil
-	}
-	return []any{v}
+// logNames are the log keys of the attributes kinds give.
+var logNames = map[attribute.Key]string{
+	AttrCommand: "command", AttrExitCode: "exit_code", AttrMethod: "method",
+	AttrURL: "url", AttrPath: "path", AttrStatus: "status",
 }
 
-// commandLine formats an argv for people: words joined by spaces, quoted
-// where they hold spaces or quotes.
-func commandLine(argv any) string {
-	words := list(argv)
-	parts := make([]string, len(words))
-	for i, w := range words {
-		s := rules.Stringify(w)
-		if s == "" || strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '"' || r == '\'' }) >= 0 {
-			s = strconv.Quote(s)
+// masked masks secrets in string attributes (URLs as URLs) and bounds
+// their length.
+func masked(attrs []attribute.KeyValue, red *telemetry.Redactor) []attribute.KeyValue {
+	for i, a := range attrs {
+		if a.Value.Type() != attribute.STRING {
+			continue
 		}
-		parts[i] = s
+		v := a.Value.AsString()
+		if a.Key == AttrURL {
+			v = red.URL(v)
+		} else {
+			v = red.String(v)
+		}
+		attrs[i] = a.Key.String(clip(v))
 	}
-	return strings.Join(parts, " ")
+	return attrs
 }
 
 func clip(s string) string {

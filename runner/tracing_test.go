@@ -100,7 +100,7 @@ func (b *syncBuffer) String() string {
 
 func opsParse(t *testing.T, src string) *rules.Ruleset {
 	t.Helper()
-	rs, err := rules.Parse("ops.yaml", []byte(src), rules.Options{})
+	rs, err := rules.Parse("ops.yaml", []byte(src), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,12 +417,59 @@ func TestAttemptRecordsTheCommandsRun(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	_, span := tp.Tracer("t").Start(context.Background(), "step")
 	red := telemetry.NewRedactor(secretToken)
-	endAttempt(span, actions.Result{"exit_code": 0, "commands": []any{
+	slurm, _ := actions.Builtin().Get("slurm")
+	x := &Executor{Redactor: red}
+	x.endAttempt(context.Background(), span, &rules.Step{Kind: "slurm"}, slurm, actions.Request{Params: map[string]any{"args": []any{"show", "assoc"}}}, 1, actions.Result{"exit_code": 0, "commands": []any{
 		[]any{"sacctmgr", "-i", "add", "account", "a1"},
 		[]any{"sacctmgr", "-i", "modify", "account", "a1", "set", "description=" + secretToken},
-	}}, nil, red)
+	}}, nil, time.Millisecond)
 	got := attrMap(rec.Ended()[0].Attributes())[AttrCommand].AsString()
 	if want := "sacctmgr -i add account a1; sacctmgr -i modify account a1 set description=***"; got != want {
 		t.Errorf("command line = %q, want %q", got, want)
+	}
+}
+
+// TestStepAndPlanLogLines: at debug, one line per step attempt with the
+// kind, command, exit code and duration; at info, one line per plan naming
+// the rule; secrets masked in both.
+func TestStepAndPlanLogLines(t *testing.T) {
+	rs := opsParse(t, `
+version: 1
+secrets:
+  api_token: {env: EVENTFN_TEST_UNUSED}
+rules:
+  - name: provision
+    on: order
+    steps:
+      - id: cmd
+        exec: {argv: [sh, -c, 'exit 3', sh, "{{ secrets.api_token }}"], ok_exit_codes: [3]}
+`)
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	msg := &Message{Source: "s", Type: "order", ID: "m-1", Body: []byte(`{}`), Settler: newOpsSettler()}
+	runOnce(t, Config{Rules: rs, Actions: actions.Standard(actions.Options{Logger: logger}), Logger: logger,
+		Secrets: map[string]any{"api_token": secretToken}}, msg)
+	var step, plan map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		switch m["msg"] {
+		case "step attempt":
+			step = m
+		case "plan done":
+			plan = m
+		}
+	}
+	if step == nil || step["level"] != "DEBUG" || step["kind"] != "exec" || step["rule"] != "provision" || step["step"] != "cmd" ||
+		step["command"] != "sh -c \"exit 3\" sh ***" || step["exit_code"] != float64(3) || step["duration"] == nil {
+		t.Errorf("step line: %v", step)
+	}
+	if plan == nil || plan["level"] != "INFO" || plan["rule"] != "provision" || plan["outcome"] != "success" {
+		t.Errorf("plan line: %v", plan)
+	}
+	if strings.Contains(logs.String(), secretToken) {
+		t.Error("a secret reached the log")
 	}
 }

@@ -2,7 +2,7 @@
 # Runs eventfn's whole test suite on this machine, from nothing: it first
 # brings up every service the integration tests talk to (RabbitMQ with its
 # STOMP/MQTT/Web plugins, Mosquitto, a private SLURM accounting stack; see
-# scripts/test-env.sh), then vets and runs every Go test with the race
+# scripts/test-env.sh), then vets and lints (scripts/lint.sh) and runs every Go test with the race
 # detector, then a 2-minute soak and chaos test (scripts/soak.sh), then
 # runs each fuzz target briefly.
 #
@@ -34,6 +34,9 @@ fi
 echo "== go vet"
 go vet ./...
 go vet -tags soak ./internal/soak
+
+echo "== golangci-lint (scripts/lint.sh, .golangci.yml)"
+bash scripts/lint.sh
 
 echo "== go test -race -count=$COUNT"
 go test -race -count="$COUNT" -timeout 30m ./...

@@ -73,6 +73,7 @@ func TestSentryReportsFailedPlansWithoutSecrets(t *testing.T) {
 	fate := runMessage(t, runner.Config{Reporter: rep, Secrets: map[string]any{"token": secret},
 		TracerProvider: sdktrace.NewTracerProvider()}, `
 version: 1
+secrets: {token: {env: EVENTFN_TEST_TOKEN}}
 rules:
   - name: create-account
     on: order

@@ -180,7 +180,7 @@ func (o oneMessage) Run(ctx context.Context, deliver runner.Deliver) error {
 // runMessage runs one message through a real runner and returns its fate.
 func runMessage(t *testing.T, cfg runner.Config, rulesSrc string, m *runner.Message) string {
 	t.Helper()
-	rs, err := rules.Parse("t.yaml", []byte(rulesSrc), rules.Options{})
+	rs, err := rules.Parse("t.yaml", []byte(rulesSrc), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		t.Fatal(err)
 	}

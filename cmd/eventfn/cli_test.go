@@ -48,7 +48,8 @@ func TestDryRunShowsRenderedArgvWithoutRunningAnything(t *testing.T) {
 	}
 	for _, want := range []string{
 		"order-executing              match  when = true",
-		`1. echo (exec): argv: echo "order $(touch ` + marker + `) for no project"`,
+		"1. echo (exec):\n",
+		`$ echo "order $(touch ` + marker + `) for no project"`,
 		`{{ trim(steps.echo.stdout) }}`,
 	} {
 		if !strings.Contains(out, want) {

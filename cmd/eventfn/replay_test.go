@@ -71,7 +71,7 @@ func deadLetterFixReplay(t *testing.T, named bool) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := actions.Standard(actions.Options{Logger: logger})
 	parse := func(src string) *rules.Ruleset {
-		rs, err := rules.Parse(filepath.Join(dir, "eventfn.yaml"), []byte(src), rules.Options{Kinds: reg.Specs()})
+		rs, err := rules.Parse(filepath.Join(dir, "eventfn.yaml"), []byte(src), rules.Options{Actions: reg})
 		if err != nil {
 			t.Fatal(err)
 		}

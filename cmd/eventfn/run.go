@@ -25,7 +25,7 @@ import (
 	"github.com/eventfn/eventfn/waldur"
 )
 
-const runUsage = `usage: eventfn run [-c FILE] [--env-file FILE] [--listen ADDR] [--log-format text|json]
+const runUsage = `usage: eventfn run [-c FILE] [--env-file FILE] [--listen ADDR] [--log-format auto|text|json] [--log-level LEVEL]
 
 Runs the sources of the rules file (its sources: section) through the rules
 until SIGINT or SIGTERM, then lets in-flight plans finish (runner.
@@ -37,7 +37,9 @@ SIGHUP, or saving a rules file, reloads the rules: a file with errors is
 logged and the rules in force stay. --listen serves /healthz, /readyz and
 /metrics. Traces go where OTEL_TRACES_EXPORTER (otlp, console; none by
 default) and the other standard OTEL_* variables say; runner.sentry_dsn
-reports failed plans to Sentry.
+reports failed plans to Sentry. Logs are text on a terminal, JSON
+otherwise; at --log-level debug every step attempt is logged. A second
+SIGINT exits at once, saying how many plans were in flight.
 
 examples:
   eventfn run -c examples/quickstart/eventfn.yaml
@@ -49,7 +51,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", runUsage, stderr)
 	cfg := fs.String("c", "", "rules file (default $EVENTFN_CONFIG)")
 	listen := fs.String("listen", "", "address for /healthz, /readyz and /metrics (overrides runner.listen; off when empty)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	envFile := fs.String("env-file", "", "read unset environment variables from FILE (NAME=value lines)")
 	if _, code := parseFlags(fs, args); code >= 0 {
@@ -120,6 +122,7 @@ func run(ctx context.Context, c *config.Config, listen string, logger *slog.Logg
 		ShutdownTimeout: c.Runner.ShutdownTimeout,
 		TracerProvider:  o.tracing, Reporter: o.reporter,
 	})
+	setInFlight(ctx, func() string { return plansInFlight(metrics) })
 	if listen == "" {
 		listen = c.Runner.Listen
 	}

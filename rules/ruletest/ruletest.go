@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -47,15 +48,39 @@ type Failure struct {
 	Diffs      []string
 }
 
+// Result is the outcome of one test.
+type Result struct {
+	File, Test string
+	// Diffs are empty when the test passed.
+	Diffs []string
+	// Duration is how long the test took.
+	Duration time.Duration
+}
+
 // Report is the outcome of running test files.
 type Report struct {
 	Passed   int
 	Failures []Failure
+	// Results hold every test run, in file order.
+	Results []Result
+	// Skipped counts the tests that RunOptions.Match left out.
+	Skipped int
+}
+
+// RunOptions tune Run.
+type RunOptions struct {
+	// Match, when set, selects the tests to run by name.
+	Match func(name string) bool
 }
 
 // RunFile runs every test of one file. An error means the file (or its
 // rules) could not be loaded.
 func RunFile(path string, opts rules.Options) (Report, error) {
+	return Run(path, opts, RunOptions{})
+}
+
+// Run runs the tests of one file that o selects.
+func Run(path string, opts rules.Options, o RunOptions) (Report, error) {
 	var rep Report
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -81,10 +106,16 @@ func RunFile(path string, opts rules.Options) (Report, error) {
 		if name == "" {
 			name = fmt.Sprintf("test %d", i+1)
 		}
+		if o.Match != nil && !o.Match(name) {
+			rep.Skipped++
+			continue
+		}
+		start := time.Now()
 		diffs, err := runCase(rs, dir, c)
 		if err != nil {
 			diffs = []string{err.Error()}
 		}
+		rep.Results = append(rep.Results, Result{File: path, Test: name, Diffs: diffs, Duration: time.Since(start)})
 		if len(diffs) > 0 {
 			rep.Failures = append(rep.Failures, Failure{File: path, Test: name, Diffs: diffs})
 		} else {

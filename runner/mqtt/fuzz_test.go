@@ -36,7 +36,7 @@ rules:
 `
 
 var fuzzRunner = sync.OnceValue(func() *runner.Runner {
-	rs, err := rules.Parse("fuzz.yaml", []byte(fuzzRules), rules.Options{})
+	rs, err := rules.Parse("fuzz.yaml", []byte(fuzzRules), rules.Options{Actions: actions.Builtin()})
 	if err != nil {
 		panic(err)
 	}

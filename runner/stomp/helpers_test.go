@@ -118,14 +118,14 @@ func (failer) Run(context.Context, actions.Request) (actions.Result, error) {
 // registry returns the standard actions plus record and fail.
 func registry(logger *slog.Logger, rec *recorder) *actions.Registry {
 	reg := actions.Standard(actions.Options{Logger: logger})
-	reg.Register("record", actions.Spec{Keys: []string{"value"}, Shorthand: "value", Required: []string{"value"}}, rec)
-	reg.Register("fail", actions.Spec{Keys: []string{"value"}, Shorthand: "value"}, failer{})
+	reg.Register(actions.FromSpec("record", actions.Spec{Keys: []string{"value"}, Shorthand: "value", Required: []string{"value"}}, rec))
+	reg.Register(actions.FromSpec("fail", actions.Spec{Keys: []string{"value"}, Shorthand: "value"}, failer{}))
 	return reg
 }
 
 func parseRules(t *testing.T, reg *actions.Registry, yaml string) *rules.Ruleset {
 	t.Helper()
-	rs, err := rules.Parse("inline.yaml", []byte(yaml), rules.Options{Kinds: reg.Specs()})
+	rs, err := rules.Parse("inline.yaml", []byte(yaml), rules.Options{Actions: reg})
 	if err != nil {
 		t.Fatalf("rules: %v", err)
 	}
