@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -233,30 +232,5 @@ func (l *loader) checkKeys(n *yaml.Node, rule, what string, t reflect.Type) {
 			continue
 		}
 		l.checkKeys(kv[1], rule, what+"."+kv[0].Value, ft)
-	}
-}
-
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// expandEnv replaces ${VAR} in every scalar below n with the variable's
-// value, reporting variables that are not set. Only the configuration
-// sections (sources, runner, waldur, slurm) are expanded, never rules.
-func (l *loader) expandEnv(n *yaml.Node) {
-	if n.Kind == yaml.ScalarNode {
-		if !strings.Contains(n.Value, "${") {
-			return
-		}
-		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
-			name := m[2 : len(m)-1]
-			v, ok := l.lookup(name)
-			if !ok {
-				l.errorf(n, "", "environment variable %s is not set", name)
-			}
-			return v
-		})
-		return
-	}
-	for _, c := range n.Content {
-		l.expandEnv(c)
 	}
 }
