@@ -359,19 +359,10 @@ func newSite(t *testing.T) *site {
 		}
 	}
 	t.Cleanup(func() {
-		// removing an account removes its subtree's associations; the account
-		// records themselves go one by one
-		accounts := []string{s.root}
-		out, _ := env.run("show", "account", "format=Account")
-		for _, a := range strings.Fields(out) {
-			if strings.HasPrefix(a, s.prefix) {
-				accounts = append(accounts, a)
-			}
-		}
-		if _, err := env.run("remove", "account", "where", "name="+strings.Join(accounts, ",")); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-		out, _ = env.run("show", "user", "format=User")
+		// users first (whole users: their default account does not stand in the way), then the
+		// accounts; removing an account removes its subtree's associations, the account records
+		// themselves go one by one
+		out, _ := env.run("show", "user", "format=User")
 		var users []string
 		for _, u := range strings.Fields(out) {
 			if strings.Contains(u, sfx) {
@@ -379,7 +370,19 @@ func newSite(t *testing.T) *site {
 			}
 		}
 		if len(users) > 0 {
-			_, _ = env.run("remove", "user", "where", "name="+strings.Join(users, ","))
+			if _, err := env.run("remove", "user", "where", "name="+strings.Join(users, ",")); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		accounts := []string{s.root}
+		out, _ = env.run("show", "account", "format=Account")
+		for _, a := range strings.Fields(out) {
+			if strings.HasPrefix(a, s.prefix) {
+				accounts = append(accounts, a)
+			}
+		}
+		if _, err := env.run("remove", "account", "where", "name="+strings.Join(accounts, ",")); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 		_, _ = env.run("remove", "qos", "where", "name="+s.paused+","+s.limited)
 		if t.Failed() || os.Getenv("EVENTFN_TEST_LOG") != "" {
@@ -410,7 +413,7 @@ func newSite(t *testing.T) *site {
 	for k, v := range rs.Vars {
 		vars[k] = v
 	}
-	vars["root_account"] = s.root
+	vars["root_account"], vars["default_account"] = s.root, s.root
 	vars["customer_prefix"], vars["project_prefix"], vars["allocation_prefix"] = s.prefix, s.prefix, s.prefix
 	vars["qos_paused"], vars["qos_downscaled"] = s.paused, s.limited
 	rs.Vars = vars
