@@ -336,7 +336,10 @@ type site struct {
 	logs     *syncBuffer
 }
 
-func newSite(t *testing.T) *site {
+func newSite(t *testing.T) *site { t.Helper(); return newSiteWith(t, 4) }
+
+// newSiteWith is newSite with the runner's concurrency.
+func newSiteWith(t *testing.T, concurrency int) *site {
 	t.Helper()
 	env := findSlurm(t)
 	sfx := randHex(3)
@@ -430,7 +433,7 @@ func newSite(t *testing.T) *site {
 	}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := actions.Standard(actions.Options{Logger: logger, Slurm: rs.Slurm, Waldur: actions.WaldurClient(client)})
-	s.runner = runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Concurrency: 4})
+	s.runner = runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Concurrency: concurrency})
 	return s
 }
 
@@ -450,16 +453,16 @@ func (s settler) DeadLetter(_ context.Context, reason string) error {
 	return nil
 }
 
-// deliver hands one Waldur message (the payload, as the broker carries it)
-// to the runner and waits until it is settled.
-func (s *site) deliver(typ string, payload map[string]any) outcome {
-	s.t.Helper()
+// send hands one Waldur message (the payload, as the broker carries it) to
+// the runner; the channel receives its fate once it is settled. It may be
+// called from any goroutine.
+func (s *site) send(typ string, payload map[string]any) (<-chan outcome, error) {
 	if _, ok := payload["offering_uuid"]; !ok {
 		payload["offering_uuid"] = s.offering
 	}
 	body, err := json.Marshal(payload)
 	if err != nil {
-		s.t.Fatal(err)
+		return nil, err
 	}
 	st := make(settler, 1)
 	m := &runner.Message{
@@ -467,6 +470,17 @@ func (s *site) deliver(typ string, payload map[string]any) outcome {
 		Body: body, Type: typ, DeadLetterOnFailure: true, Settler: st,
 	}
 	if err := s.runner.Deliver(context.Background(), m); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// deliver hands one Waldur message to the runner and waits until it is
+// settled.
+func (s *site) deliver(typ string, payload map[string]any) outcome {
+	s.t.Helper()
+	st, err := s.send(typ, payload)
+	if err != nil {
 		s.t.Fatal(err)
 	}
 	select {

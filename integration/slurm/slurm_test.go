@@ -24,10 +24,15 @@ type allocation struct {
 
 // newAllocation seeds Waldur with a resource of a new project whose team
 // has users A and B (and one without an offering account).
-func (s *site) newAllocation() *allocation {
+func (s *site) newAllocation() *allocation { return s.newAllocationIn("", "") }
+
+// newAllocationIn is newAllocation in project proj (a tag of the project
+// and the resource slugs; "" for the site's default project), with resource
+// slug tag alloc.
+func (s *site) newAllocationIn(proj, alloc string) *allocation {
 	a := &allocation{
 		project: waldurtest.NewUUID(),
-		cust:    s.prefix + "uni-" + s.sfx, proj: s.prefix + "proj-" + s.sfx, alloc: s.prefix + "alloc-" + s.sfx,
+		cust:    s.prefix + "uni-" + s.sfx, proj: s.prefix + "proj" + proj + "-" + s.sfx, alloc: s.prefix + "alloc" + alloc + "-" + s.sfx,
 		userA: "ua" + s.sfx, userB: "ub" + s.sfx, userC: "uc" + s.sfx,
 		userAUUID: waldurtest.NewUUID(), userCUUID: waldurtest.NewUUID(),
 	}
@@ -37,13 +42,13 @@ func (s *site) newAllocation() *allocation {
 		{UUID: waldurtest.NewUUID(), Username: "nolink@university.example", Role: "PROJECT.MEMBER"},
 	}
 	a.resource = s.waldur.addResource(waldur.ProviderResource{
-		Name: "Alloc " + s.sfx, Slug: "alloc-" + s.sfx, State: "Creating", OfferingUUID: s.offering,
-		ProjectUUID: a.project, ProjectSlug: "proj-" + s.sfx, CustomerSlug: "uni-" + s.sfx,
+		Name: "Alloc " + s.sfx, Slug: "alloc" + alloc + "-" + s.sfx, State: "Creating", OfferingUUID: s.offering,
+		ProjectUUID: a.project, ProjectSlug: "proj" + proj + "-" + s.sfx, CustomerSlug: "uni-" + s.sfx,
 	}, a.team...)
 	s.waldur.mu.Lock()
 	s.waldur.offeringUsers[a.userAUUID] = a.userA
 	s.waldur.offeringUsers[a.userCUUID] = a.userC
-	s.waldur.projects["proj-"+s.sfx] = a.project
+	s.waldur.projects["proj"+proj+"-"+s.sfx] = a.project
 	s.waldur.mu.Unlock()
 	return a
 }
