@@ -254,7 +254,9 @@ func TestRestoreRecreatesUnderBackendID(t *testing.T) {
 		t.Fatalf("after Terminate: %v", got)
 	}
 	// Waldur keeps the backend_id; the slug changes so that only the backend_id can name the account
-	s.update(a, func(r *waldur.ProviderResource) { r.State, r.Slug, r.Limits = "Terminated", "renamed-"+s.sfx, map[string]any{"cpu": 3} })
+	s.update(a, func(r *waldur.ProviderResource) {
+		r.State, r.Slug, r.Limits = "Terminated", "renamed-"+s.sfx, map[string]any{"cpu": 3}
+	})
 	s.sacctmgrCalls()
 	s.waldur.takeCalls()
 	restore := s.waldur.AddOrder(waldur.Order{Type: "Restore", State: waldur.OrderExecuting, OfferingUUID: s.offering,
