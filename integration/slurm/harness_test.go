@@ -172,6 +172,9 @@ type fakeWaldur struct {
 	offeringUsers map[string]string // user uuid → offering username
 	projects      map[string]string // slug → uuid
 	backendRes    []map[string]any
+	// the offering's project service accounts and course accounts, as
+	// Waldur lists them ({username, state, project_uuid})
+	serviceAccounts, courseAccounts []map[string]any
 }
 
 func newFakeWaldur(t *testing.T) *fakeWaldur {
@@ -203,6 +206,19 @@ func newFakeWaldur(t *testing.T) *fakeWaldur {
 			w.mu.Lock()
 			if id, ok := w.projects[r.URL.Query().Get("slug")]; ok {
 				out = append(out, map[string]any{"uuid": id})
+			}
+			w.mu.Unlock()
+			writeJSON(rw, http.StatusOK, out)
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/api/marketplace-provider-offerings/") &&
+			(strings.HasSuffix(r.URL.Path, "/list_project_service_accounts/") || strings.HasSuffix(r.URL.Path, "/list_course_accounts/")):
+			w.mu.Lock()
+			list := w.serviceAccounts
+			if strings.HasSuffix(r.URL.Path, "/list_course_accounts/") {
+				list = w.courseAccounts
+			}
+			out := []any{}
+			for _, a := range list {
+				out = append(out, a)
 			}
 			w.mu.Unlock()
 			writeJSON(rw, http.StatusOK, out)

@@ -281,3 +281,38 @@ func TestRestoreRecreatesUnderBackendID(t *testing.T) {
 		t.Errorf("Waldur calls %q", calls)
 	}
 }
+
+// TestResourceResyncKeepsProjectAccounts: a resource resync adds and keeps
+// the project's OK service and course accounts, removes closed ones and users
+// who left the team.
+func TestResourceResyncKeepsProjectAccounts(t *testing.T) {
+	s := newSite(t)
+	c := "cluster=" + s.env.cluster
+	a := s.newAllocation()
+	s.provision(a)
+	svc, course, closed, gone := "svc-"+s.sfx, "hpc101-"+s.sfx, "old-"+s.sfx, "gone"+s.sfx
+	s.waldur.mu.Lock()
+	s.waldur.serviceAccounts = []map[string]any{
+		{"username": svc, "state": "OK", "project_uuid": a.project},
+		{"username": closed, "state": "Closed", "project_uuid": a.project},
+	}
+	s.waldur.courseAccounts = []map[string]any{{"username": course, "state": "OK", "project_uuid": a.project}}
+	s.waldur.mu.Unlock()
+	for _, u := range []string{course, closed, gone} {
+		if _, err := s.env.run("add", "user", u, "account="+a.alloc, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mustSucceed("resource", map[string]any{"resource_uuid": a.resource.UUID, "resource_backend_id": a.alloc})
+	var users []string
+	for _, x := range filterAssoc(s.env.assocs(t, s.prefix), a.alloc) {
+		if x.User != "" {
+			users = append(users, x.User)
+		}
+	}
+	want := []string{course, svc, a.userA, a.userB}
+	slices.Sort(want)
+	if !slices.Equal(users, want) {
+		t.Errorf("members after resync %v, want %v", users, want)
+	}
+}

@@ -274,7 +274,8 @@ func TestOrderLifecycle(t *testing.T) {
 			"modify account where name=" + a.alloc + " " + c + " set GrpTRESMins=cpu=1200000,mem=122880",
 			"show assoc where account=" + a.alloc + " " + c + " format=Account,User",
 		}, s.addUsers(a.userA+","+a.userB, a.alloc, s.root))...)
-		s.checkWaldur("GET "+r, "GET "+r+"team/")
+		s.checkWaldur("GET "+r, "GET "+r+"team/", "GET marketplace-provider-offerings/"+s.offering+"/list_project_service_accounts/",
+			"GET marketplace-provider-offerings/"+s.offering+"/list_course_accounts/")
 	}
 
 	// --- Terminate: the allocation goes, and the project account it leaves empty
@@ -329,10 +330,29 @@ func TestMembershipEvents(t *testing.T) {
 	for _, tc := range []struct{ typ, name string }{{"service_account", "svc-" + s.sfx}, {"course_account", "hpc101-" + s.sfx}} {
 		ev := map[string]any{"account_uuid": waldurtest.NewUUID(), "account_username": tc.name, "scope_type": "project",
 			"project_uuid": a.project, "project_name": "Project " + s.sfx, "action": "create"}
+		list := "list_project_service_accounts"
+		// not (yet) listed by Waldur for the offering: nothing happens (the agent's existence check)
+		s.mustSucceed(tc.typ, ev)
+		if tc.typ == "course_account" {
+			list = "list_course_accounts"
+		}
+		s.checkSacctmgr()
+		s.checkWaldur("GET marketplace-provider-offerings/" + s.offering + "/" + list + "/")
+		acct := map[string]any{"username": tc.name, "state": "OK", "project_uuid": a.project}
+		s.waldur.mu.Lock()
+		if tc.typ == "course_account" {
+			s.waldur.courseAccounts = append(s.waldur.courseAccounts, acct)
+		} else {
+			s.waldur.serviceAccounts = append(s.waldur.serviceAccounts, acct)
+		}
+		s.waldur.mu.Unlock()
 		s.mustSucceed(tc.typ, ev)
 		s.checkAssocs(with(a.userA, a.userB, tc.name))
 		s.checkSacctmgr(s.addUsers(tc.name, a.alloc, s.root)...)
-		s.checkWaldur("GET " + resources)
+		s.checkWaldur("GET marketplace-provider-offerings/"+s.offering+"/"+list+"/", "GET "+resources)
+		s.waldur.mu.Lock()
+		s.waldur.serviceAccounts, s.waldur.courseAccounts = nil, nil
+		s.waldur.mu.Unlock()
 
 		ev["action"] = "delete"
 		s.mustSucceed(tc.typ, ev)
