@@ -222,6 +222,9 @@ func newFakeWaldur(t *testing.T) *fakeWaldur {
 			}
 			w.mu.Unlock()
 			writeJSON(rw, http.StatusOK, out)
+		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/marketplace-slurm-periodic-usage-policies/") &&
+			strings.HasSuffix(r.URL.Path, "/report_command_result/"):
+			writeJSON(rw, http.StatusOK, map[string]any{})
 		case r.URL.Path == "/api/backend-resources/":
 			w.backendResources(rw, r, c.Body)
 		default:
@@ -354,8 +357,9 @@ type site struct {
 
 func newSite(t *testing.T) *site { t.Helper(); return newSiteWith(t, 4) }
 
-// newSiteWith is newSite with the runner's concurrency.
-func newSiteWith(t *testing.T, concurrency int) *site {
+// newSiteWith is newSite with the runner's concurrency and, when given,
+// settings of the site (vars) changed as a site would change them.
+func newSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *site {
 	t.Helper()
 	env := findSlurm(t)
 	sfx := randHex(3)
@@ -435,6 +439,11 @@ func newSiteWith(t *testing.T, concurrency int) *site {
 	vars["root_account"], vars["default_account"] = s.root, s.root
 	vars["customer_prefix"], vars["project_prefix"], vars["allocation_prefix"] = s.prefix, s.prefix, s.prefix
 	vars["qos_paused"], vars["qos_downscaled"] = s.paused, s.limited
+	for _, m := range settings {
+		for k, v := range m {
+			vars[k] = v
+		}
+	}
 	rs.Vars = vars
 	rs.Slurm.Cluster, rs.Slurm.Conf, rs.Slurm.Sacctmgr = env.cluster, env.conf, wrapper
 	rs.Waldur.APIURL, rs.Waldur.TokenFile = s.waldur.front.URL+"/api/", tokenFile

@@ -2,6 +2,7 @@ package slurm
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -314,5 +315,61 @@ func TestResourceResyncKeepsProjectAccounts(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(users, want) {
 		t.Errorf("members after resync %v, want %v", users, want)
+	}
+}
+
+// TestPeriodicLimits applies a periodic usage policy's settings to an
+// allocation (fairshare, GrpTRESMins) and reports the commands to Waldur;
+// with the feature off (the agent's default) nothing changes and Waldur is
+// told so. (A raw usage reset needs slurmctld, which the test stack does
+// not run: its command is covered by the rule tests.)
+func TestPeriodicLimits(t *testing.T) {
+	for _, enabled := range []bool{true, false} {
+		t.Run(fmt.Sprintf("enabled=%v", enabled), func(t *testing.T) {
+			s := newSiteWith(t, 4, map[string]any{"periodic_limits": enabled})
+			c := "cluster=" + s.env.cluster
+			a := s.newAllocation()
+			s.provision(a)
+			policy := "6f9a0d2e-1c3b-4a5d-8e7f-0a1b2c3d4e5f"
+			s.mustSucceed("resource_periodic_limits", map[string]any{"resource_uuid": a.resource.UUID, "policy_uuid": policy,
+				"backend_id": a.alloc, "action": "apply_periodic_settings",
+				"settings": map[string]any{"fairshare": 250, "limit_type": "GrpTRESMins", "grp_tres_mins": map[string]any{"cpu": 7000},
+					"reset_raw_usage": false}})
+			out, err := s.env.run("show", "assoc", "where", "account="+a.alloc, "user=", c, "format=Account,User,Share,GrpTRESMins")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var row string
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if strings.HasPrefix(l, a.alloc+"||") {
+					row = l
+				}
+			}
+			calls := s.waldur.takeCalls()
+			report := "POST marketplace-slurm-periodic-usage-policies/" + policy + "/report_command_result/ "
+			if enabled {
+				if want := a.alloc + "||250|cpu=7000,mem=120G"; row != want {
+					t.Errorf("account row %q, want %q", row, want)
+				}
+				bin := filepath.Join(filepath.Dir(s.cmdLog), "sacctmgr")
+				want := report + `{"commands_executed":["` +
+					bin + ` --parsable2 --noheader --immediate modify account where name=` + a.alloc + ` ` + c + ` set fairshare=250","` +
+					bin + ` --parsable2 --noheader --immediate modify account where name=` + a.alloc + ` ` + c + ` set GrpTRESMins=cpu=7000"],` +
+					`"error_message":"","resource_uuid":"` + a.resource.UUID + `","success":true}`
+				if !slices.Equal(calls, []string{want}) {
+					t.Errorf("Waldur calls:\n got  %q\n want %q", calls, want)
+				}
+			} else {
+				if want := a.alloc + "||1|cpu=600000,mem=120G"; row != want {
+					t.Errorf("account row %q, want %q (unchanged)", row, want)
+				}
+				want := report + `{"commands_executed":[],"error_message":"periodic limits are not enabled on this site","resource_uuid":"` +
+					a.resource.UUID + `","success":false}`
+				if !slices.Equal(calls, []string{want}) {
+					t.Errorf("Waldur calls:\n got  %q\n want %q", calls, want)
+				}
+				s.checkSacctmgr()
+			}
+		})
 	}
 }
