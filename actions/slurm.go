@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -1922,4 +1923,70 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(rb)]
+}
+
+// SlurmReference renders the reference of the slurm action's friendly forms
+// as Markdown, from the table the action itself uses: each form's
+// parameters and, for its example, the exact commands Preview (and so Run)
+// issues with cluster "hpc". examples/slurm-site/SLURM-REFERENCE.md is this
+// text; a test keeps it current.
+func SlurmReference() string {
+	s := NewSlurm(SlurmConfig{Cluster: "hpc"})
+	var b strings.Builder
+	b.WriteString("# The slurm action: reference\n\n")
+	b.WriteString("Generated from the action's own table (`actions/slurm.go`, `slurmFormTable`) by\n")
+	b.WriteString("`EVENTFN_UPDATE_REFERENCE=1 go test ./actions -run TestSlurmReferenceIsCurrent`; do not edit by hand.\n\n")
+	b.WriteString("A `slurm` step gives raw arguments (`args: [...]`, `command: sacctmgr|scancel|sacct|scontrol`) or exactly\n")
+	b.WriteString("one friendly form below; `cluster:` overrides `slurm.cluster`. sacctmgr always runs as\n")
+	b.WriteString("`sacctmgr --parsable2 --noheader --immediate …` (reads: `--parsable2 --immediate`, with a header), never\n")
+	b.WriteString("through a shell. Names (accounts, users, QoS, partitions, clusters) are checked before anything runs:\n")
+	b.WriteString("letters, digits and `_ . @ -`, not starting with `-`. A `name or list` parameter takes one name or a\n")
+	b.WriteString("list; an empty list means nothing to do. Steps that write hold a per-cluster lock for their whole\n")
+	b.WriteString("run (commands and read-backs), so parallel plans never interleave their sacctmgr sessions.\n\n")
+	b.WriteString("Result: `exit_code`, `stdout`, `stderr`, `rows` (table output of show_assoc and raw reads), `changed`\n")
+	b.WriteString("(a write did something; sacctmgr's no-op answers are success with `changed: false`), `commands` (every\n")
+	b.WriteString("command line run, read-backs included); set_limits adds `applied` and `ignored`.\n")
+	for _, f := range slurmFormTable {
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", f.Name, f.Doc)
+		b.WriteString("| parameter | takes | required | meaning |\n|---|---|---|---|\n")
+		for _, p := range f.Params {
+			req := ""
+			if p.Required {
+				req = "yes"
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", p.Key, p.Kind, req, p.Doc)
+		}
+		if f.scalar {
+			fmt.Fprintf(&b, "\n`%s: <name or list>` is short for `%s: {%s: …}`.\n", f.Name, f.Name, f.Params[0].Key)
+		}
+		ex, _ := json.Marshal(map[string]any{f.Name: f.Example})
+		fmt.Fprintf(&b, "\nExample: `slurm: %s` runs:\n\n```\n", ex)
+		cmds, err := s.Preview(Request{Params: map[string]any{f.Name: f.Example}})
+		if err != nil {
+			fmt.Fprintf(&b, "(refused: %v)\n", err)
+		}
+		for _, c := range cmds {
+			b.WriteString(shellQuote(c) + "\n")
+		}
+		b.WriteString("```\n")
+		if f.Name == "remove_user" {
+			b.WriteString("\nWhen the look-up shows that an account being removed is a user's default account and the user keeps\n")
+			b.WriteString("other associations, `sacctmgr --parsable2 --noheader --immediate modify user where name=<user> cluster=hpc set defaultaccount=<other>` runs first.\n")
+		}
+	}
+	return b.String()
+}
+
+// shellQuote shows an argv as one line, quoting arguments with spaces or
+// quotes (for reading only: nothing runs it through a shell).
+func shellQuote(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t'\"\\$`;&|<>(){}*?#~") {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		} else {
+			out[i] = a
+		}
+	}
+	return strings.Join(out, " ")
 }

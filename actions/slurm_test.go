@@ -559,3 +559,31 @@ func TestCheckSlurmParams(t *testing.T) {
 		}
 	}
 }
+
+// TestSlurmReferenceIsCurrent keeps examples/slurm-site/SLURM-REFERENCE.md
+// equal to what the action's table generates; EVENTFN_UPDATE_REFERENCE=1
+// rewrites it.
+func TestSlurmReferenceIsCurrent(t *testing.T) {
+	const path = "../examples/slurm-site/SLURM-REFERENCE.md"
+	want := SlurmReference()
+	if os.Getenv("EVENTFN_UPDATE_REFERENCE") != "" {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Errorf("%s is stale: run EVENTFN_UPDATE_REFERENCE=1 go test ./actions -run TestSlurmReferenceIsCurrent", path)
+	}
+	for _, f := range slurmFormTable {
+		if !strings.Contains(want, "\n## "+f.Name+"\n") {
+			t.Errorf("form %s missing from the reference", f.Name)
+		}
+		if _, err := NewSlurm(SlurmConfig{}).Preview(Request{Params: map[string]any{f.Name: f.Example}}); err != nil {
+			t.Errorf("example of %s refused: %v", f.Name, err)
+		}
+	}
+}
