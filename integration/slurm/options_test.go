@@ -151,3 +151,16 @@ func TestOptionPeriodicLimits(t *testing.T) {
 		t.Errorf("report success %v", got)
 	}
 }
+
+func TestOptionOfferingUserDeleteRemoves(t *testing.T) {
+	mocks := rules.Mocks{"memberships": {"rows": []any{
+		map[string]any{"account": "hpc_climate-sim-7f3a", "user": "jdoe01"},
+		map[string]any{"account": "hpc_climate-gpu-01aa", "user": "jdoe01"},
+		map[string]any{"account": "other_site_acct", "user": "jdoe01"},
+	}}}
+	steps := renderWith(t, map[string]any{"offering_user_delete_removes": true}, "offering-user-delete.json", "offering-user-deleted", mocks)
+	want := map[string]any{"remove_user": map[string]any{"user": "jdoe01", "account": []any{"hpc_climate-sim-7f3a", "hpc_climate-gpu-01aa"}}}
+	if !reflect.DeepEqual(steps["remove"], want) {
+		t.Errorf("remove:\n got  %v\n want %v", steps["remove"], want)
+	}
+}

@@ -307,7 +307,7 @@ func TestOrderLifecycle(t *testing.T) {
 }
 
 func TestMembershipEvents(t *testing.T) {
-	s := newSite(t)
+	s := newSiteWith(t, 4, map[string]any{"offering_user_delete_removes": true})
 	a := s.newAllocation()
 	s.provision(a)
 	c := "cluster=" + s.env.cluster
@@ -456,11 +456,16 @@ func TestMembershipEvents(t *testing.T) {
 // TestCraftedNamesAreRefused sends events whose names would be options,
 // extra arguments or shell code: each is refused before any sacctmgr runs.
 func TestCraftedNamesAreRefused(t *testing.T) {
-	s := newSite(t)
+	s := newSiteWith(t, 4, map[string]any{"offering_user_delete_removes": true})
 	a := s.newAllocation()
 	s.update(a, func(r *waldur.ProviderResource) { r.State, r.BackendID = "OK", a.alloc })
 	s.waldur.takeCalls()
 	crafted := []string{"-rf", "--help", "a b", "x;reboot", "$(reboot)", "`id`", "a\nb", "x=y", "a,b"}
+	s.waldur.mu.Lock()
+	for _, name := range crafted { // Waldur lists them (else the existence check skips them before the slurm action)
+		s.waldur.serviceAccounts = append(s.waldur.serviceAccounts, map[string]any{"username": name, "state": "OK", "project_uuid": a.project})
+	}
+	s.waldur.mu.Unlock()
 	for _, name := range crafted {
 		for _, ev := range []struct {
 			typ     string
