@@ -196,6 +196,8 @@ func TestOrderLifecycle(t *testing.T) {
 		"GET "+o,
 		"GET "+r,
 		"GET "+r+"team/",
+		"GET marketplace-provider-offerings/"+s.offering+"/list_project_service_accounts/",
+		"GET marketplace-provider-offerings/"+s.offering+"/list_course_accounts/",
 		"POST "+r+`set_backend_id/ {"backend_id":"`+a.alloc+`"}`,
 		"POST "+r+`set_limits/ {"limits":{"cpu":10,"mem":2}}`,
 		"GET "+o,
