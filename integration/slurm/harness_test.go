@@ -281,6 +281,10 @@ func (w *fakeWaldur) backendResources(rw http.ResponseWriter, r *http.Request, b
 		writeJSON(rw, http.StatusOK, out)
 	case http.MethodPost:
 		src, _ := body.(map[string]any)
+		if id, _ := src["backend_id"].(string); strings.Contains(id, "-bad-") { // Waldur refuses this one
+			writeJSON(rw, http.StatusBadRequest, map[string]any{"backend_id": []string{"refused by the test"}})
+			return
+		}
 		m := map[string]any{"uuid": waldurtest.NewUUID()}
 		for k, v := range src {
 			m[k] = v

@@ -373,3 +373,74 @@ func TestPeriodicLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestTerminateKeepsSiblingAllocations: terminating one of two allocations
+// of a project removes only that allocation; the project account, and the
+// other allocation with its users and limits, stay.
+func TestTerminateKeepsSiblingAllocations(t *testing.T) {
+	s := newSite(t)
+	a1 := s.newAllocationIn("", "1")
+	s.provision(a1)
+	a2 := s.newAllocationIn("", "2")
+	a2.project = a1.project
+	s.update(a2, func(r *waldur.ProviderResource) { r.ProjectUUID = a1.project })
+	s.provision(a2)
+	before := s.env.assocs(t, s.prefix)
+	term := s.waldur.AddOrder(waldur.Order{Type: "Terminate", State: waldur.OrderExecuting, OfferingUUID: s.offering,
+		ResourceUUID: a1.resource.UUID, MarketplaceResourceUUID: a1.resource.UUID})
+	s.mustSucceed("order", map[string]any{"order_uuid": term.UUID, "order_state": "executing"})
+	var want []assoc
+	for _, x := range before {
+		if x.Account != a1.alloc {
+			want = append(want, x)
+		}
+	}
+	s.checkAssocs(want)
+	if len(filterAssoc(want, a2.alloc)) != 3 || len(filterAssoc(want, a1.proj)) != 1 {
+		t.Errorf("sibling or project missing: %v", want)
+	}
+	if o, _ := s.waldur.Order(term.UUID); o.State != waldur.OrderDone {
+		t.Errorf("terminate order %s", o.State)
+	}
+}
+
+// TestImportableOneBadAccount: Waldur refuses one importable account; the
+// others are still reported and the request is set done, as the agent does.
+func TestImportableOneBadAccount(t *testing.T) {
+	s := newSite(t)
+	c := "cluster=" + s.env.cluster
+	a := s.newAllocation()
+	s.provision(a)
+	bad, good := s.prefix+"x-bad-"+s.sfx, s.prefix+"y-good-"+s.sfx
+	for _, name := range []string{bad, good} {
+		if _, err := s.env.run("add", "account", name, "parent="+a.proj, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Waldur knows the provisioned allocation
+	s.update(a, func(r *waldur.ProviderResource) { r.BackendID = a.alloc })
+	s.waldur.takeCalls()
+	req := s.waldur.AddBackendResourceRequest()
+	s.mustSucceed("importable_resources", map[string]any{"backend_resource_request_uuid": req})
+	var posted []string
+	for _, call := range s.waldur.takeCalls() {
+		if strings.HasPrefix(call, "POST backend-resources/ ") {
+			posted = append(posted, call)
+		}
+	}
+	if len(posted) != 2 || !strings.Contains(posted[0], bad) || !strings.Contains(posted[1], good) {
+		t.Errorf("reports %q: want the bad one tried and the good one after it", posted)
+	}
+	s.waldur.mu.Lock()
+	var stored []string
+	for _, br := range s.waldur.backendRes {
+		stored = append(stored, br["backend_id"].(string))
+	}
+	s.waldur.mu.Unlock()
+	if !slices.Equal(stored, []string{good}) {
+		t.Errorf("Waldur backend resources %v, want [%s]", stored, good)
+	}
+	if got, _ := s.waldur.BackendResourceRequest(req); got.State != "Done" {
+		t.Errorf("request %+v, want Done", got)
+	}
+}

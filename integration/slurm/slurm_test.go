@@ -430,10 +430,11 @@ func TestMembershipEvents(t *testing.T) {
 	req := s.waldur.AddBackendResourceRequest()
 	s.mustSucceed("importable_resources", map[string]any{"backend_resource_request_uuid": req})
 	s.checkWaldur(
+		"GET backend-resource-requests/"+req+"/",
 		"POST backend-resource-requests/"+req+"/start_processing/",
 		"GET marketplace-provider-resources/?"+q("field", "backend_id", "offering_uuid", s.offering, "state", "OK", "state", "Erred", "state", "Creating"),
 		"GET projects/?"+q("field", "uuid", "slug", "proj-"+s.sfx),
-		"GET backend-resources/?"+q("backend_id", legacy, "offering_uuid", s.offering),
+		"GET backend-resources/?"+q("backend_id", legacy, "offering_uuid", s.offering, "project_uuid", a.project),
 		`POST backend-resources/ {"backend_id":"`+legacy+`","backend_metadata":{"limits":{"cpu":2,"mem":0.5}},"name":"`+legacy+
 			`","offering":"`+s.offering+`","project":"`+a.project+`"}`,
 		"POST backend-resource-requests/"+req+"/set_done/",
@@ -450,7 +451,7 @@ func TestMembershipEvents(t *testing.T) {
 			t.Errorf("reported twice: %s", call)
 		}
 	}
-	if len(calls) != 5 || calls[4] != "POST backend-resource-requests/"+req2+"/set_done/" {
+	if len(calls) != 6 || calls[5] != "POST backend-resource-requests/"+req2+"/set_done/" {
 		t.Errorf("calls = %q", calls)
 	}
 }
