@@ -89,6 +89,12 @@ func TestPreviewIsWhatRunDoes(t *testing.T) {
 	})
 	t.Run("slurm", func(t *testing.T) {
 		bin, log := argvRecorder(t)
+		// Creating forms read their effect back: the recorder answers as
+		// slurmdbd would once a1 exists under root.
+		answer := "case \"$*\" in *\" show assoc \"*) printf 'Account|User|ParentName\\na1||root\\n';; esac\n"
+		if err := os.WriteFile(bin, append(must(os.ReadFile(bin)), answer...), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		k, _ := Standard(Options{Slurm: SlurmConfig{Sacctmgr: bin, Cluster: "c1"}}).Get("slurm")
 		for _, params := range []map[string]any{
 			{"add_account": map[string]any{"name": "a1", "parent": "root"}},
@@ -255,4 +261,11 @@ func TestAttributesDescribeTheRequest(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.kind, got, c.want)
 		}
 	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

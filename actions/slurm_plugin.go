@@ -35,7 +35,7 @@ func (s slurmKind) Definition() spec.Definition {
 		p, ok := docs[k]
 		if !ok {
 			p = spec.Param{Type: spec.Any, Doc: "One operation, a mapping of " + strings.Join(formKeys[k], ", ") +
-				" (the forms and the commands they run: examples/slurm-site/README.md)."}
+				" (the forms and the commands they run: examples/slurm-site/SLURM-REFERENCE.md)."}
 		}
 		p.Name = k
 		d.Params = append(d.Params, p)
@@ -43,14 +43,16 @@ func (s slurmKind) Definition() spec.Definition {
 	return d
 }
 
-// Check implements Kind. Until the slurm action has a check of its own, a
-// step whose values are all literals is planned as Run plans it and its
-// refusal reported.
+// Check implements Kind: the forms and their keys (CheckSlurmParams), and,
+// for a step whose values are all literals, the refusal Run would give.
 func (s slurmKind) Check(params map[string]any) []error {
+	if errs := CheckSlurmParams(params); len(errs) > 0 {
+		return oneErrorPerCause(errs)
+	}
 	if _, complete := literal(params); !complete {
 		return nil
 	}
-	if _, err := s.Commands(params); err != nil {
+	if _, err := s.Slurm.Preview(Request{Params: params}); err != nil {
 		return []error{err}
 	}
 	return nil
@@ -58,7 +60,7 @@ func (s slurmKind) Check(params map[string]any) []error {
 
 // Preview implements Kind: the exact command lines Run would run.
 func (s slurmKind) Preview(req Request) (Effect, error) {
-	cmds, err := s.Commands(req.Params)
+	cmds, err := s.Slurm.Preview(req)
 	if err != nil {
 		return Effect{}, err
 	}
@@ -75,7 +77,7 @@ func (s slurmKind) Attributes(req Request, res Result) []attribute.KeyValue {
 	var lines []any
 	if cmds, ok := res["commands"].([]any); ok {
 		lines = cmds
-	} else if cmds, err := s.Commands(req.Params); err == nil {
+	} else if cmds, err := s.Slurm.Preview(req); err == nil {
 		for _, c := range cmds {
 			lines = append(lines, toAnySlice(c))
 		}
@@ -95,4 +97,25 @@ func (s slurmKind) Attributes(req Request, res Result) []attribute.KeyValue {
 		attrs = append(attrs, AttrExitCode.Int(code))
 	}
 	return attrs
+}
+
+// oneErrorPerCause drops "missing KEY" when a misspelt key was found in
+// the same step: the misspelling is the cause, the missing key its echo.
+func oneErrorPerCause(errs []error) []error {
+	misspelt := false
+	for _, e := range errs {
+		if strings.Contains(e.Error(), "unknown key") {
+			misspelt = true
+		}
+	}
+	if !misspelt {
+		return errs
+	}
+	out := errs[:0:0]
+	for _, e := range errs {
+		if !strings.Contains(e.Error(), ": missing ") {
+			out = append(out, e)
+		}
+	}
+	return out
 }

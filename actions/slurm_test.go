@@ -22,25 +22,44 @@ func TestSlurmCommands(t *testing.T) {
 	}{
 		{"add_account", nil, map[string]any{"add_account": map[string]any{
 			"name": "alloc_x", "parent": "proj_y", "description": "Hello, \"World\" = $(x); `y`", "organization": "acme", "fairshare": "parent",
-		}}, [][]string{cmd(base, "add", "account", "alloc_x", "parent=proj_y", "description=Hello, \"World\" = $(x); `y`", "organization=acme", "fairshare=parent", "cluster=c1")}},
+		}}, [][]string{cmd(base, "add", "account", "alloc_x", "parent=proj_y", "description=Hello, \"World\" = $(x); `y`", "organization=acme", "fairshare=parent", "cluster=c1"),
+			cmd(show, "show", "assoc", "where", "account=alloc_x", "cluster=c1", "format=Account,User,ParentName")}},
 		{"add_account empty optional fields are left out", nil, map[string]any{"add_account": map[string]any{
 			"name": "a", "parent": "", "description": nil, "qos": "",
-		}}, [][]string{cmd(base, "add", "account", "a", "cluster=c1")}},
+		}}, [][]string{cmd(base, "add", "account", "a", "cluster=c1"), cmd(show, "show", "assoc", "where", "account=a", "cluster=c1", "format=Account,User,ParentName")}},
 		{"modify_account", nil, map[string]any{"modify_account": map[string]any{
 			"name": "a", "set": map[string]any{"GrpTRESMins": map[string]any{"mem": 2, "cpu": 1}, "description": "new text", "MaxJobs": -1},
 		}}, [][]string{cmd(base, "modify", "account", "where", "name=a", "cluster=c1", "set", "GrpTRESMins=cpu=1,mem=2", "MaxJobs=-1", "description=new text")}},
 		{"remove_account shorthand", nil, map[string]any{"remove_account": "a"},
-			[][]string{cmd(base, "remove", "account", "where", "name=a", "cluster=c1")}},
+			[][]string{cmd(base, "remove", "account", "where", "name=a", "cluster=c1"), cmd(show, "show", "assoc", "where", "account=a", "cluster=c1", "format=Account,User")}},
 		{"remove_account list", nil, map[string]any{"remove_account": map[string]any{"name": []any{"a", "b", "a"}}},
-			[][]string{cmd(base, "remove", "account", "where", "name=a,b", "cluster=c1")}},
+			[][]string{cmd(base, "remove", "account", "where", "name=a,b", "cluster=c1"), cmd(show, "show", "assoc", "where", "account=a,b", "cluster=c1", "format=Account,User")}},
 		{"add_user", nil, map[string]any{"add_user": map[string]any{
 			"user": []any{"u1", "u2"}, "account": "a", "default_account": "a", "fairshare": "parent", "qos": []any{"normal", "high"}, "partition": "",
-		}}, [][]string{cmd(base, "add", "user", "u1,u2", "account=a", "defaultaccount=a", "qos=normal,high", "fairshare=parent", "cluster=c1")}},
+		}}, [][]string{cmd(base, "add", "user", "u1,u2", "account=a", "defaultaccount=a", "qos=normal,high", "fairshare=parent", "cluster=c1"),
+			cmd(show, "show", "assoc", "where", "user=u1,u2", "account=a", "cluster=c1", "format=Account,User,Partition")}},
+		{"add_user with partitions", nil, map[string]any{"add_user": map[string]any{"user": "u1", "account": "a", "partition": []any{"p1", "p2"}, "qos": "q", "default_qos": "q"}},
+			[][]string{cmd(base, "add", "user", "u1", "account=a", "partition=p1,p2", "defaultqos=q", "qos=q", "cluster=c1"),
+				cmd(show, "show", "assoc", "where", "user=u1", "account=a", "cluster=c1", "format=Account,User,Partition")}},
+		{"set_default_account", nil, map[string]any{"set_default_account": map[string]any{"user": "u1", "account": "a"}},
+			[][]string{cmd(base, "modify", "user", "where", "name=u1", "cluster=c1", "set", "defaultaccount=a"),
+				cmd(show, "show", "user", "where", "name=u1", "cluster=c1", "format=User,DefaultAccount")}},
 		{"add_user with no users does nothing", nil, map[string]any{"add_user": map[string]any{"user": []any{}, "account": "a"}}, [][]string{}},
 		{"remove_user", nil, map[string]any{"remove_user": map[string]any{"user": "u1", "account": []any{"a", "b"}}},
-			[][]string{cmd(base, "remove", "user", "where", "name=u1", "account=a,b", "cluster=c1")}},
+			[][]string{
+				cmd(show, "show", "user", "where", "name=u1", "cluster=c1", "withassoc", "format=User,DefaultAccount,Account"),
+				cmd(base, "remove", "user", "where", "name=u1", "account=a", "cluster=c1"),
+				cmd(show, "show", "assoc", "where", "account=a", "user=u1", "cluster=c1", "format=Account,User"),
+				cmd(show, "show", "user", "where", "name=u1", "cluster=c1", "withassoc", "format=User,DefaultAccount,Account"),
+				cmd(base, "remove", "user", "where", "name=u1", "account=b", "cluster=c1"),
+				cmd(show, "show", "assoc", "where", "account=b", "user=u1", "cluster=c1", "format=Account,User"),
+			}},
 		{"remove_user all users", nil, map[string]any{"remove_user": map[string]any{"all_users": true, "account": "a"}},
-			[][]string{cmd(base, "remove", "user", "where", "account=a", "cluster=c1")}},
+			[][]string{
+				cmd(show, "show", "assoc", "where", "account=a", "cluster=c1", "format=Account,User"),
+				cmd(base, "remove", "user", "where", "account=a", "cluster=c1"),
+				cmd(show, "show", "assoc", "where", "account=a", "cluster=c1", "format=Account,User"),
+			}},
 		{"set_limits", nil, map[string]any{"set_limits": map[string]any{
 			"account": "a", "limits": map[string]any{"cpu": 10, "mem": 2.5, "gpu": 1, "storage": 99, "nodes": -1},
 			"factors": map[string]any{"cpu": 60000, "mem": 1024, "gpu": 60, "nodes": 5}, "tres": map[string]any{"gpu": "gres/gpu"},
@@ -75,7 +94,8 @@ func TestSlurmCommands(t *testing.T) {
 		{"binary paths", &SlurmConfig{BinDir: "/opt/slurm/bin", Scancel: "/usr/local/bin/scancel"}, map[string]any{"cancel": map[string]any{"account": "a"}},
 			[][]string{{"/usr/local/bin/scancel", "--account=a", "--full"}}},
 		{"bin_dir", &SlurmConfig{BinDir: "/opt/slurm/bin"}, map[string]any{"remove_account": "a"},
-			[][]string{{"/opt/slurm/bin/sacctmgr", "--parsable2", "--noheader", "--immediate", "remove", "account", "where", "name=a"}}},
+			[][]string{{"/opt/slurm/bin/sacctmgr", "--parsable2", "--noheader", "--immediate", "remove", "account", "where", "name=a"},
+				{"/opt/slurm/bin/sacctmgr", "--parsable2", "--immediate", "show", "assoc", "where", "account=a", "format=Account,User"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +103,7 @@ func TestSlurmCommands(t *testing.T) {
 			if tc.cfg != nil {
 				c = *tc.cfg
 			}
-			got, err := NewSlurm(c).Commands(tc.params)
+			got, err := NewSlurm(c).Preview(Request{Params: tc.params})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +144,7 @@ func calls(t *testing.T, log string) []string {
 }
 
 func TestSlurmRefusesUnsafeValuesBeforeRunning(t *testing.T) {
-	tool, log := fakeTool(t, "exit 0")
+	tool, log := fakeTool(t, `case "$*" in *" show assoc "*) printf 'Account|User|ParentName\na||\n';; esac; exit 0`)
 	s := NewSlurm(SlurmConfig{Sacctmgr: tool, Scancel: tool, Cluster: "c1"})
 	bad := []string{"-rf", "--help", "a b", "x;reboot", "$(reboot)", "`id`", "a\nb", "a\tb", "a=b", "a,b", "", "\x00", "é", "a'b", "a\"b", "a/b"}
 	forms := []func(v string) map[string]any{
@@ -191,7 +211,7 @@ func TestSlurmRefusesUnsafeValuesBeforeRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := calls(t, log); len(got) != 1 || !strings.Contains(got[0], `description=x; $(reboot) "q" 'q' = -z organization=-org`) {
+	if got := calls(t, log); len(got) != 2 || !strings.Contains(got[0], `description=x; $(reboot) "q" 'q' = -z organization=-org`) {
 		t.Errorf("calls = %q", got)
 	}
 	if res["changed"] != true {
@@ -221,7 +241,7 @@ func TestSlurmOperationChecks(t *testing.T) {
 		{"command": "scancel", "add_account": map[string]any{"name": "a"}},
 		{"args": "show assoc"},
 	} {
-		if _, err := s.Commands(p); err == nil || Retryable(err) {
+		if _, err := s.Preview(Request{Params: p}); err == nil || Retryable(err) {
 			t.Errorf("%v: want a permanent error, got %v", p, err)
 		}
 	}
@@ -231,23 +251,24 @@ func TestSlurmOutcomes(t *testing.T) {
 	tests := []struct {
 		name      string
 		body      string
+		readback  string // the answer to the read-back, when there is one
 		params    map[string]any
 		wantErr   string
 		retryable bool
 		changed   bool
 		rows      []any
 	}{
-		{"added", `echo " Adding Account(s)"; exit 0`, map[string]any{"add_account": map[string]any{"name": "a"}}, "", false, true, []any{}},
-		{"already there", `echo " Nothing new added."; exit 1`, map[string]any{"add_account": map[string]any{"name": "a"}}, "", false, false, []any{}},
-		{"nothing deleted", `echo " Nothing deleted"; exit 1`, map[string]any{"remove_account": "a"}, "", false, false, []any{}},
-		{"nothing modified", `echo " Nothing modified"; exit 1`, map[string]any{"set_qos": map[string]any{"account": "a", "qos": "q"}}, "", false, false, []any{}},
-		{"missing account", `echo " This account 'a' doesn't exist." >&2; echo " Nothing new added."; exit 1`,
+		{"added", `echo " Adding Account(s)"; exit 0`, `Account|User|ParentName\na||`, map[string]any{"add_account": map[string]any{"name": "a"}}, "", false, true, []any{}},
+		{"already there", `echo " Nothing new added."; exit 1`, `Account|User|ParentName\na||`, map[string]any{"add_account": map[string]any{"name": "a"}}, "", false, false, []any{}},
+		{"nothing deleted", `echo " Nothing deleted"; exit 1`, `Account|User`, map[string]any{"remove_account": "a"}, "", false, false, []any{}},
+		{"nothing modified", `echo " Nothing modified"; exit 1`, "", map[string]any{"set_qos": map[string]any{"account": "a", "qos": "q"}}, "", false, false, []any{}},
+		{"missing account", `echo " This account 'a' doesn't exist." >&2; echo " Nothing new added."; exit 1`, "",
 			map[string]any{"add_user": map[string]any{"user": "u", "account": "a"}}, "doesn't exist", false, false, nil},
-		{"bad qos", `echo "sacctmgr: error: You gave a bad qos 'x'." >&2; exit 1`,
+		{"bad qos", `echo "sacctmgr: error: You gave a bad qos 'x'." >&2; exit 1`, "",
 			map[string]any{"set_qos": map[string]any{"account": "a", "qos": "x"}}, "bad qos", false, false, nil},
-		{"slurmdbd down", `echo "sacctmgr: error: Sending PersistInit msg: Connection refused" >&2; exit 1`,
+		{"slurmdbd down", `echo "sacctmgr: error: Sending PersistInit msg: Connection refused" >&2; exit 1`, "",
 			map[string]any{"add_account": map[string]any{"name": "a"}}, "Connection refused", true, false, nil},
-		{"show", "printf 'Cluster|Account|User|Def QOS\\nc1|a||normal\\nc1|a|bob|\\n'",
+		{"show", "printf 'Cluster|Account|User|Def QOS\\nc1|a||normal\\nc1|a|bob|\\n'", "",
 			map[string]any{"show_assoc": map[string]any{"account": "a"}}, "", false, false, []any{
 				map[string]any{"cluster": "c1", "account": "a", "user": "", "def_qos": "normal"},
 				map[string]any{"cluster": "c1", "account": "a", "user": "bob", "def_qos": ""},
@@ -255,7 +276,12 @@ func TestSlurmOutcomes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tool, log := fakeTool(t, tc.body)
+			body, want := tc.body, 1
+			if tc.readback != "" {
+				body = `case "$*" in *"format=Account,User"*) printf '` + tc.readback + `\n'; exit 0;; esac; ` + body
+				want = 2
+			}
+			tool, log := fakeTool(t, body)
 			s := NewSlurm(SlurmConfig{Sacctmgr: tool, Conf: "/nonexistent/slurm.conf"})
 			res, err := s.Run(context.Background(), Request{Params: tc.params})
 			if tc.wantErr != "" {
@@ -273,11 +299,11 @@ func TestSlurmOutcomes(t *testing.T) {
 			if res["changed"] != tc.changed || !reflect.DeepEqual(res["rows"], tc.rows) {
 				t.Errorf("changed = %v, rows = %v", res["changed"], res["rows"])
 			}
-			if len(calls(t, log)) != 1 {
+			if len(calls(t, log)) != want {
 				t.Errorf("calls = %q", calls(t, log))
 			}
 			cmds, _ := res["commands"].([]any)
-			if len(cmds) != 1 || cmds[0].([]any)[0] != tool {
+			if len(cmds) != want || cmds[0].([]any)[0] != tool {
 				t.Errorf("commands = %v", res["commands"])
 			}
 		})
@@ -339,5 +365,225 @@ func TestSlurmRowsParseTRES(t *testing.T) {
 	}
 	if !reflect.DeepEqual(rows, want) {
 		t.Errorf("rows:\n got  %v\n want %v", rows, want)
+	}
+}
+
+func TestSlurmAddAccountRefusesForeignAccount(t *testing.T) {
+	tool, log := fakeTool(t, `case "$*" in *" show assoc "*) printf 'Account|User|ParentName\nhpc_a||other_proj\n'; exit 0;; esac; echo " Nothing new added."; exit 1`)
+	s := NewSlurm(SlurmConfig{Sacctmgr: tool})
+	_, err := s.Run(context.Background(), Request{Params: map[string]any{"add_account": map[string]any{"name": "hpc_a", "parent": "hpc_proj"}}})
+	if err == nil || Retryable(err) || !strings.Contains(err.Error(), `already exists under "other_proj", not under "hpc_proj"`) {
+		t.Fatalf("err = %v (retryable %v)", err, Retryable(err))
+	}
+	if got := calls(t, log); len(got) != 2 {
+		t.Errorf("calls = %q", got)
+	}
+}
+
+func TestSlurmAddUserReadBack(t *testing.T) {
+	// slurmdbd answers 0 but only u1's association is there
+	tool, _ := fakeTool(t, `case "$*" in *" show assoc "*) printf 'Account|User|Partition\na|u1|\n'; exit 0;; esac; exit 0`)
+	s := NewSlurm(SlurmConfig{Sacctmgr: tool})
+	_, err := s.Run(context.Background(), Request{Params: map[string]any{"add_user": map[string]any{"user": []any{"u1", "U2"}, "account": "a"}}})
+	if err == nil || !Retryable(err) || !strings.Contains(err.Error(), "association U2 in a not in slurmdbd") {
+		t.Fatalf("err = %v", err)
+	}
+	tool, _ = fakeTool(t, `case "$*" in *" show assoc "*) printf 'Account|User|Partition\na|u1|\na|u2|\n'; exit 0;; esac; exit 0`)
+	if _, err := NewSlurm(SlurmConfig{Sacctmgr: tool}).Run(context.Background(),
+		Request{Params: map[string]any{"add_user": map[string]any{"user": []any{"u1", "U2"}, "account": "A"}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSlurmRemoveUserMovesDefaultAccount(t *testing.T) {
+	// u's default is a; u also has b (removed by the same step) and c (kept):
+	// the default moves to c before a goes; b is not u's default then.
+	dir := t.TempDir()
+	state := filepath.Join(dir, "def")
+	if err := os.WriteFile(state, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tool, log := fakeTool(t, `def=$(cat '`+state+`')
+case "$*" in
+*" show user "*) printf 'User|Def Acct|Account\nu|%s|a\nu|%s|b\nu|%s|c\n' "$def" "$def" "$def"; exit 0;;
+*"set defaultaccount="*) echo "$*" | sed 's/.*defaultaccount=//' > '`+state+`'; exit 0;;
+*" show assoc "*) printf 'Account|User\n'; exit 0;;
+*" remove user "*) case "$*" in *account=$def*) echo " Error with request: You can not remove the default account of a user" >&2; exit 1;; esac; exit 0;;
+esac; exit 0`)
+	s := NewSlurm(SlurmConfig{Sacctmgr: tool})
+	res, err := s.Run(context.Background(), Request{Params: map[string]any{"remove_user": map[string]any{"user": "u", "account": []any{"a", "b"}}}})
+	if err != nil {
+		t.Fatalf("%v\n%q", err, calls(t, log))
+	}
+	got := calls(t, log)
+	want := []string{
+		"--parsable2 --immediate show user where name=u withassoc format=User,DefaultAccount,Account",
+		"--parsable2 --noheader --immediate modify user where name=u set defaultaccount=c",
+		"--parsable2 --noheader --immediate remove user where name=u account=a",
+		"--parsable2 --immediate show assoc where account=a user=u format=Account,User",
+		"--parsable2 --immediate show user where name=u withassoc format=User,DefaultAccount,Account",
+		"--parsable2 --noheader --immediate remove user where name=u account=b",
+		"--parsable2 --immediate show assoc where account=b user=u format=Account,User",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("calls:\n got  %q\n want %q", got, want)
+	}
+	if res["changed"] != true {
+		t.Errorf("changed = %v", res["changed"])
+	}
+}
+
+func TestSlurmRemoveUserOneAccountFailsOthersStillRun(t *testing.T) {
+	tool, log := fakeTool(t, `case "$*" in
+*" show "*) printf 'X|Y\n'; exit 0;;
+*"account=a "*|*"account=a") echo "sacctmgr: error: Problem talking to the database" >&2; exit 1;;
+esac; exit 0`)
+	_, err := NewSlurm(SlurmConfig{Sacctmgr: tool}).Run(context.Background(),
+		Request{Params: map[string]any{"remove_user": map[string]any{"all_users": true, "account": []any{"a", "b"}}}})
+	if err == nil || !Retryable(err) {
+		t.Fatalf("err = %v", err)
+	}
+	if got := calls(t, log); len(got) != 5 || !strings.Contains(got[3], "remove user where account=b") {
+		t.Errorf("calls = %q", got)
+	}
+}
+
+func TestSlurmRemoveUserReadBackFails(t *testing.T) {
+	tool, _ := fakeTool(t, `case "$*" in *" show assoc "*) printf 'Account|User\na|u\n'; exit 0;; *" show user "*) printf 'User|Def Acct|Account\n'; exit 0;; esac; exit 0`)
+	_, err := NewSlurm(SlurmConfig{Sacctmgr: tool}).Run(context.Background(),
+		Request{Params: map[string]any{"remove_user": map[string]any{"user": "u", "account": "a"}}})
+	if err == nil || !strings.Contains(err.Error(), "user u still in account a") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSlurmWritesToOneClusterAreSerialised(t *testing.T) {
+	// the tool fails when another invocation is running at the same time
+	dir := t.TempDir()
+	busy := filepath.Join(dir, "busy")
+	tool, _ := fakeTool(t, `mkdir '`+busy+`' 2>/dev/null || { echo "overlap" >&2; exit 7; }
+case "$*" in *" show assoc "*) printf 'Account|User|Partition\na|u|\n';; esac
+i=0; while [ $i -lt 200 ]; do i=$((i+1)); done
+rmdir '`+busy+`'; exit 0`)
+	s := NewSlurm(SlurmConfig{Sacctmgr: tool})
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := s.Run(context.Background(), Request{Params: map[string]any{"add_user": map[string]any{"user": "u", "account": "a"}}})
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestSlurmPreviewIsWhatRunRuns(t *testing.T) {
+	tool, log := fakeTool(t, `case "$*" in
+*" show assoc "*format=Account,User,ParentName*) printf 'Account|User|ParentName\nx||p\n';;
+*" show assoc "*format=Account,User,Partition*) printf 'Account|User|Partition\na|u1|\na|u2|\n';;
+*" show "*) printf 'A|B\n';;
+esac; exit 0`)
+	s := NewSlurm(SlurmConfig{Sacctmgr: tool, Scancel: tool, Cluster: "c"})
+	for _, p := range []map[string]any{
+		{"add_account": map[string]any{"name": "x", "parent": "p"}},
+		{"add_user": map[string]any{"user": []any{"u1", "u2"}, "account": "a"}},
+		{"remove_user": map[string]any{"all_users": true, "account": []any{"a", "b"}}},
+		{"remove_user": map[string]any{"user": "u", "account": "a"}},
+		{"remove_account": "a"},
+		{"set_limits": map[string]any{"account": "a", "limits": map[string]any{"cpu": 1}}},
+		{"cancel": map[string]any{"account": []any{"a", "b"}}},
+		{"args": []any{"show", "qos"}},
+	} {
+		preview, err := s.Preview(Request{Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Remove(log)
+		res, err := s.Run(context.Background(), Request{Params: p})
+		if err != nil {
+			t.Fatalf("%v: %v", p, err)
+		}
+		var ran [][]string
+		for _, c := range res["commands"].([]any) {
+			var argv []string
+			for _, a := range c.([]any) {
+				argv = append(argv, a.(string))
+			}
+			ran = append(ran, argv)
+		}
+		if !reflect.DeepEqual(preview, ran) {
+			t.Errorf("%v:\n preview %q\n run     %q", p, preview, ran)
+		}
+	}
+	if _, err := s.Preview(Request{Params: map[string]any{"add_account": map[string]any{"name": "-x"}}}); err == nil || Retryable(err) {
+		t.Errorf("preview of a refused step: %v", err)
+	}
+}
+
+func TestCheckSlurmParams(t *testing.T) {
+	tests := []struct {
+		params map[string]any
+		want   []string // substrings, one per error
+	}{
+		{map[string]any{"add_account": map[string]any{"name": "{{ x }}", "parent": "root"}}, nil},
+		{map[string]any{"remove_user": map[string]any{"user": "{{ u }}", "account": []any{"{{ a }}", "b"}}}, nil},
+		{map[string]any{"show_assoc": nil}, nil},
+		{map[string]any{"remove_account": "{{ x }}"}, nil},
+		{map[string]any{"args": []any{"show", "assoc"}}, nil},
+		{map[string]any{"add_acount": map[string]any{"name": "a"}}, []string{`unknown key "add_acount" (did you mean "add_account"?)`}},
+		{map[string]any{"add_account": map[string]any{"name": "a", "parnet": "p"}}, []string{`slurm add_account: unknown key "parnet" (did you mean "parent"?)`}},
+		{map[string]any{"add_user": map[string]any{"user": "u"}}, []string{"slurm add_user: missing account"}},
+		{map[string]any{"remove_user": map[string]any{"account": "a", "all_users": "yes"}}, []string{"all_users: want true or false"}},
+		{map[string]any{"remove_user": map[string]any{"account": "a"}}, []string{"give user"}},
+		{map[string]any{"set_limits": map[string]any{"account": "a", "limits": []any{1}}}, []string{"limits: want a mapping"}},
+		{map[string]any{"add_account": map[string]any{"name": "a b"}}, []string{`name: "a b" refused`}},
+		{map[string]any{"add_account": "a"}, []string{"takes a mapping"}},
+		{map[string]any{"add_account": map[string]any{"name": "a"}, "remove_account": "a"}, []string{"one operation per step"}},
+		{map[string]any{"cancel": map[string]any{"account": "a"}, "command": "sacctmgr"}, []string{"command sacctmgr: want scancel"}},
+		{map[string]any{"args": "show"}, []string{"must be a list"}},
+		{map[string]any{"cluster": 5, "remove_account": "a"}, []string{"cluster must be a name"}},
+	}
+	for _, tc := range tests {
+		errs := CheckSlurmParams(tc.params)
+		if len(errs) != len(tc.want) {
+			t.Errorf("%v: errors %v, want %d", tc.params, errs, len(tc.want))
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(errs[i].Error(), w) {
+				t.Errorf("%v: error %q does not contain %q", tc.params, errs[i], w)
+			}
+		}
+	}
+}
+
+// TestSlurmReferenceIsCurrent keeps examples/slurm-site/SLURM-REFERENCE.md
+// equal to what the action's table generates; EVENTFN_UPDATE_REFERENCE=1
+// rewrites it.
+func TestSlurmReferenceIsCurrent(t *testing.T) {
+	const path = "../examples/slurm-site/SLURM-REFERENCE.md"
+	want := SlurmReference()
+	if os.Getenv("EVENTFN_UPDATE_REFERENCE") != "" {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Errorf("%s is stale: run EVENTFN_UPDATE_REFERENCE=1 go test ./actions -run TestSlurmReferenceIsCurrent", path)
+	}
+	for _, f := range slurmFormTable {
+		if !strings.Contains(want, "\n## "+f.Name+"\n") {
+			t.Errorf("form %s missing from the reference", f.Name)
+		}
+		if _, err := NewSlurm(SlurmConfig{}).Preview(Request{Params: map[string]any{f.Name: f.Example}}); err != nil {
+			t.Errorf("example of %s refused: %v", f.Name, err)
+		}
 	}
 }

@@ -47,10 +47,8 @@ func TestValidateRefusesWhatRunRefuses(t *testing.T) {
 			want: `t.yaml:7:27: rule "r": waldur batch[0]: unknown key "pth" (did you mean "path"?)`, run: &stepRun{"waldur", map[string]any{"batch": []any{map[string]any{"pth": "x/"}}}}},
 		{name: "slurm form key", step: `slurm: {add_account: {nme: x}}`,
 			want: `t.yaml:7:16: rule "r": slurm: slurm add_account: unknown key "nme"`, run: &stepRun{"slurm", map[string]any{"add_account": map[string]any{"nme": "x"}}}},
-		// Once actions.CheckSlurmParams exists (the slurm action's structural
-		// check, which also sees forms holding {{ }}), enable:
-		// {name: "slurm form key with a template", step: `slurm: {add_account: {nme: "{{ payload.x }}"}}`,
-		// 	want: `t.yaml:7:31: rule "r": slurm add_account.nme: unknown key`},
+		{name: "slurm form key with a template", step: `slurm: {add_account: {nme: "{{ payload.x }}"}}`,
+			want: `t.yaml:7:16: rule "r": slurm: slurm add_account: unknown key "nme"`, run: &stepRun{"slurm", map[string]any{"add_account": map[string]any{"nme": "x"}}}},
 		{name: "step timeout", step: "log: hi\n        timeout: 5 minutes",
 			want: `t.yaml:8:18: rule "r": timeout "5 minutes": want a duration`},
 		{name: "retry backoff", step: "log: hi\n        retry: {backoff: linear}",

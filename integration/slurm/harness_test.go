@@ -172,6 +172,9 @@ type fakeWaldur struct {
 	offeringUsers map[string]string // user uuid → offering username
 	projects      map[string]string // slug → uuid
 	backendRes    []map[string]any
+	// the offering's project service accounts and course accounts, as
+	// Waldur lists them ({username, state, project_uuid})
+	serviceAccounts, courseAccounts []map[string]any
 }
 
 func newFakeWaldur(t *testing.T) *fakeWaldur {
@@ -206,6 +209,22 @@ func newFakeWaldur(t *testing.T) *fakeWaldur {
 			}
 			w.mu.Unlock()
 			writeJSON(rw, http.StatusOK, out)
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/api/marketplace-provider-offerings/") &&
+			(strings.HasSuffix(r.URL.Path, "/list_project_service_accounts/") || strings.HasSuffix(r.URL.Path, "/list_course_accounts/")):
+			w.mu.Lock()
+			list := w.serviceAccounts
+			if strings.HasSuffix(r.URL.Path, "/list_course_accounts/") {
+				list = w.courseAccounts
+			}
+			out := []any{}
+			for _, a := range list {
+				out = append(out, a)
+			}
+			w.mu.Unlock()
+			writeJSON(rw, http.StatusOK, out)
+		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/marketplace-slurm-periodic-usage-policies/") &&
+			strings.HasSuffix(r.URL.Path, "/report_command_result/"):
+			writeJSON(rw, http.StatusOK, map[string]any{})
 		case r.URL.Path == "/api/backend-resources/":
 			w.backendResources(rw, r, c.Body)
 		default:
@@ -262,6 +281,10 @@ func (w *fakeWaldur) backendResources(rw http.ResponseWriter, r *http.Request, b
 		writeJSON(rw, http.StatusOK, out)
 	case http.MethodPost:
 		src, _ := body.(map[string]any)
+		if id, _ := src["backend_id"].(string); strings.Contains(id, "-bad-") { // Waldur refuses this one
+			writeJSON(rw, http.StatusBadRequest, map[string]any{"backend_id": []string{"refused by the test"}})
+			return
+		}
 		m := map[string]any{"uuid": waldurtest.NewUUID()}
 		for k, v := range src {
 			m[k] = v
@@ -337,7 +360,11 @@ type site struct {
 	logs     *syncBuffer
 }
 
-func newSite(t *testing.T) *site {
+func newSite(t *testing.T) *site { t.Helper(); return newSiteWith(t, 4) }
+
+// newSiteWith is newSite with the runner's concurrency and, when given,
+// settings of the site (vars) changed as a site would change them.
+func newSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *site {
 	t.Helper()
 	env := findSlurm(t)
 	sfx := randHex(3)
@@ -360,19 +387,10 @@ func newSite(t *testing.T) *site {
 		}
 	}
 	t.Cleanup(func() {
-		// removing an account removes its subtree's associations; the account
-		// records themselves go one by one
-		accounts := []string{s.root}
-		out, _ := env.run("show", "account", "format=Account")
-		for _, a := range strings.Fields(out) {
-			if strings.HasPrefix(a, s.prefix) {
-				accounts = append(accounts, a)
-			}
-		}
-		if _, err := env.run("remove", "account", "where", "name="+strings.Join(accounts, ",")); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-		out, _ = env.run("show", "user", "format=User")
+		// users first (whole users: their default account does not stand in the way), then the
+		// accounts; removing an account removes its subtree's associations, the account records
+		// themselves go one by one
+		out, _ := env.run("show", "user", "format=User")
 		var users []string
 		for _, u := range strings.Fields(out) {
 			if strings.Contains(u, sfx) {
@@ -380,7 +398,19 @@ func newSite(t *testing.T) *site {
 			}
 		}
 		if len(users) > 0 {
-			_, _ = env.run("remove", "user", "where", "name="+strings.Join(users, ","))
+			if _, err := env.run("remove", "user", "where", "name="+strings.Join(users, ",")); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		accounts := []string{s.root}
+		out, _ = env.run("show", "account", "format=Account")
+		for _, a := range strings.Fields(out) {
+			if strings.HasPrefix(a, s.prefix) {
+				accounts = append(accounts, a)
+			}
+		}
+		if _, err := env.run("remove", "account", "where", "name="+strings.Join(accounts, ",")); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 		_, _ = env.run("remove", "qos", "where", "name="+s.paused+","+s.limited)
 		if t.Failed() || os.Getenv("EVENTFN_TEST_LOG") != "" {
@@ -412,9 +442,14 @@ func newSite(t *testing.T) *site {
 	for k, v := range rs.Vars {
 		vars[k] = v
 	}
-	vars["root_account"] = s.root
+	vars["root_account"], vars["default_account"] = s.root, s.root
 	vars["customer_prefix"], vars["project_prefix"], vars["allocation_prefix"] = s.prefix, s.prefix, s.prefix
 	vars["qos_paused"], vars["qos_downscaled"] = s.paused, s.limited
+	for _, m := range settings {
+		for k, v := range m {
+			vars[k] = v
+		}
+	}
 	rs.Vars = vars
 	cfg.Slurm.Cluster, cfg.Slurm.Conf, cfg.Slurm.Sacctmgr = env.cluster, env.conf, wrapper
 	cfg.Waldur.APIURL, cfg.Waldur.TokenFile = s.waldur.front.URL+"/api/", tokenFile
@@ -429,7 +464,7 @@ func newSite(t *testing.T) *site {
 	}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := actions.Standard(actions.Options{Logger: logger, Slurm: cfg.Slurm, Waldur: actions.WaldurClient(client)})
-	s.runner = runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Concurrency: 4})
+	s.runner = runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Concurrency: concurrency})
 	s.cfg = cfg
 	return s
 }
@@ -450,16 +485,16 @@ func (s settler) DeadLetter(_ context.Context, reason string) error {
 	return nil
 }
 
-// deliver hands one Waldur message (the payload, as the broker carries it)
-// to the runner and waits until it is settled.
-func (s *site) deliver(typ string, payload map[string]any) outcome {
-	s.t.Helper()
+// send hands one Waldur message (the payload, as the broker carries it) to
+// the runner; the channel receives its fate once it is settled. It may be
+// called from any goroutine.
+func (s *site) send(typ string, payload map[string]any) (<-chan outcome, error) {
 	if _, ok := payload["offering_uuid"]; !ok {
 		payload["offering_uuid"] = s.offering
 	}
 	body, err := json.Marshal(payload)
 	if err != nil {
-		s.t.Fatal(err)
+		return nil, err
 	}
 	st := make(settler, 1)
 	m := &runner.Message{
@@ -467,6 +502,17 @@ func (s *site) deliver(typ string, payload map[string]any) outcome {
 		Body: body, Type: typ, DeadLetterOnFailure: true, Settler: st,
 	}
 	if err := s.runner.Deliver(context.Background(), m); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// deliver hands one Waldur message to the runner and waits until it is
+// settled.
+func (s *site) deliver(typ string, payload map[string]any) outcome {
+	s.t.Helper()
+	st, err := s.send(typ, payload)
+	if err != nil {
 		s.t.Fatal(err)
 	}
 	select {

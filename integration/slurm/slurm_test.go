@@ -24,10 +24,15 @@ type allocation struct {
 
 // newAllocation seeds Waldur with a resource of a new project whose team
 // has users A and B (and one without an offering account).
-func (s *site) newAllocation() *allocation {
+func (s *site) newAllocation() *allocation { return s.newAllocationIn("", "") }
+
+// newAllocationIn is newAllocation in project proj (a tag of the project
+// and the resource slugs; "" for the site's default project), with resource
+// slug tag alloc.
+func (s *site) newAllocationIn(proj, alloc string) *allocation {
 	a := &allocation{
 		project: waldurtest.NewUUID(),
-		cust:    s.prefix + "uni-" + s.sfx, proj: s.prefix + "proj-" + s.sfx, alloc: s.prefix + "alloc-" + s.sfx,
+		cust:    s.prefix + "uni-" + s.sfx, proj: s.prefix + "proj" + proj + "-" + s.sfx, alloc: s.prefix + "alloc" + alloc + "-" + s.sfx,
 		userA: "ua" + s.sfx, userB: "ub" + s.sfx, userC: "uc" + s.sfx,
 		userAUUID: waldurtest.NewUUID(), userCUUID: waldurtest.NewUUID(),
 	}
@@ -37,13 +42,13 @@ func (s *site) newAllocation() *allocation {
 		{UUID: waldurtest.NewUUID(), Username: "nolink@university.example", Role: "PROJECT.MEMBER"},
 	}
 	a.resource = s.waldur.addResource(waldur.ProviderResource{
-		Name: "Alloc " + s.sfx, Slug: "alloc-" + s.sfx, State: "Creating", OfferingUUID: s.offering,
-		ProjectUUID: a.project, ProjectSlug: "proj-" + s.sfx, CustomerSlug: "uni-" + s.sfx,
+		Name: "Alloc " + s.sfx, Slug: "alloc" + alloc + "-" + s.sfx, State: "Creating", OfferingUUID: s.offering,
+		ProjectUUID: a.project, ProjectSlug: "proj" + proj + "-" + s.sfx, CustomerSlug: "uni-" + s.sfx,
 	}, a.team...)
 	s.waldur.mu.Lock()
 	s.waldur.offeringUsers[a.userAUUID] = a.userA
 	s.waldur.offeringUsers[a.userCUUID] = a.userC
-	s.waldur.projects["proj-"+s.sfx] = a.project
+	s.waldur.projects["proj"+proj+"-"+s.sfx] = a.project
 	s.waldur.mu.Unlock()
 	return a
 }
@@ -81,6 +86,62 @@ func (s *site) checkWaldur(want ...string) {
 	if got := s.waldur.takeCalls(); !slices.Equal(got, want) {
 		s.t.Fatalf("Waldur calls:\n got  %q\n want %q", got, want)
 	}
+}
+
+// The sacctmgr command lines of the slurm forms, as the rules run them (flags left out).
+
+func (s *site) addAccount(name, parent, descr, org string) []string {
+	c := "cluster=" + s.env.cluster
+	return []string{
+		"add account " + name + " parent=" + parent + " description=" + descr + " organization=" + org + " " + c,
+		"show assoc where account=" + name + " " + c + " format=Account,User,ParentName",
+	}
+}
+
+func (s *site) addUsers(users, account, def string) []string {
+	c := "cluster=" + s.env.cluster
+	d := ""
+	if def != "" {
+		d = " defaultaccount=" + def
+	}
+	return []string{
+		"add user " + users + " account=" + account + d + " fairshare=parent " + c,
+		"show assoc where user=" + users + " account=" + account + " " + c + " format=Account,User,Partition",
+	}
+}
+
+// removeUsers is the removal of named users from one account (no default
+// account to move).
+func (s *site) removeUsers(users, account string) []string {
+	c := "cluster=" + s.env.cluster
+	return []string{
+		"show user where name=" + users + " " + c + " withassoc format=User,DefaultAccount,Account",
+		"remove user where name=" + users + " account=" + account + " " + c,
+		"show assoc where account=" + account + " user=" + users + " " + c + " format=Account,User",
+	}
+}
+
+// removeAll is the removal of every user (users, as found) from an account.
+func (s *site) removeAll(account string, users string) []string {
+	c := "cluster=" + s.env.cluster
+	out := []string{"show assoc where account=" + account + " " + c + " format=Account,User"}
+	if users != "" {
+		out = append(out, "show user where name="+users+" "+c+" withassoc format=User,DefaultAccount,Account")
+	}
+	return append(out, "remove user where account="+account+" "+c, "show assoc where account="+account+" "+c+" format=Account,User")
+}
+
+func (s *site) removeAccount(name string) []string {
+	c := "cluster=" + s.env.cluster
+	return []string{"remove account where name=" + name + " " + c, "show assoc where account=" + name + " " + c + " format=Account,User"}
+}
+
+func cat(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }
 
 func (s *site) checkSacctmgr(want ...string) {
@@ -121,19 +182,22 @@ func TestOrderLifecycle(t *testing.T) {
 		{Account: a.cust, Parent: s.root, QOS: "normal"},
 	}
 	s.checkAssocs(provisioned)
-	createCommands := []string{
-		"add account " + a.cust + " parent=" + s.root + " description=uni-" + s.sfx + " organization=uni-" + s.sfx + " " + c,
-		"add account " + a.proj + " parent=" + a.cust + " description=proj-" + s.sfx + " organization=uni-" + s.sfx + " " + c,
-		"add account " + a.alloc + " parent=" + a.proj + " description=Alloc " + s.sfx + " organization=uni-" + s.sfx + " " + c,
-		"modify account where name=" + a.alloc + " " + c + " set GrpTRESMins=cpu=600000,mem=122880",
-		"add user " + a.userA + "," + a.userB + " account=" + a.alloc + " fairshare=parent " + c,
-	}
+	createCommands := cat(
+		s.addAccount(a.cust, s.root, "uni-"+s.sfx, a.cust),
+		s.addAccount(a.proj, a.cust, "proj-"+s.sfx, a.proj),
+		s.addAccount(a.alloc, a.proj, "Alloc "+s.sfx, a.proj),
+		[]string{"modify account where name=" + a.alloc + " " + c + " set GrpTRESMins=cpu=600000,mem=122880"},
+		s.addUsers(a.userA+","+a.userB, a.alloc, s.root),
+	)
 	s.checkSacctmgr(createCommands...)
 	s.checkWaldur(
 		"GET "+o,
 		"POST "+o+"approve_by_provider/",
+		"GET "+o,
 		"GET "+r,
 		"GET "+r+"team/",
+		"GET marketplace-provider-offerings/"+s.offering+"/list_project_service_accounts/",
+		"GET marketplace-provider-offerings/"+s.offering+"/list_course_accounts/",
 		"POST "+r+`set_backend_id/ {"backend_id":"`+a.alloc+`"}`,
 		"POST "+r+`set_limits/ {"limits":{"cpu":10,"mem":2}}`,
 		"GET "+o,
@@ -151,13 +215,14 @@ func TestOrderLifecycle(t *testing.T) {
 	s.mustSucceed("order", createEvent)
 	s.checkSacctmgr()
 	s.checkWaldur("GET " + o)
-	// and with the order executing again: every sacctmgr command is a no-op
+	// and with the order executing again: the resource has its backend_id and the account exists, so
+	// the order is only set done (as the agent does: membership follows from the other events)
 	s.waldur.AddOrder(waldur.Order{UUID: order.UUID, Type: "Create", State: waldur.OrderExecuting, OfferingUUID: s.offering,
 		ResourceUUID: a.resource.UUID, MarketplaceResourceUUID: a.resource.UUID, Limits: map[string]any{"cpu": 10, "mem": 2}})
 	s.mustSucceed("order", map[string]any{"order_uuid": order.UUID, "order_state": "executing"})
+	s.checkSacctmgr("show assoc where account=" + a.alloc + " " + c + " format=Account,User,ParentName")
 	s.checkAssocs(provisioned)
-	s.checkSacctmgr(createCommands...)
-	s.waldur.takeCalls()
+	s.checkWaldur("GET "+o, "GET "+r, "GET "+o, "POST "+o+"set_state_done/")
 
 	// --- user_role: grant adds the association, revoke removes it
 	resources := "marketplace-provider-resources/?" + q("field", "uuid", "field", "backend_id", "field", "restrict_member_access",
@@ -168,7 +233,7 @@ func TestOrderLifecycle(t *testing.T) {
 	s.mustSucceed("user_role", role)
 	withC := append([]assoc{provisioned[0], provisioned[1], provisioned[2], {Account: a.alloc, User: a.userC, QOS: "normal"}}, provisioned[3:]...)
 	s.checkAssocs(withC)
-	s.checkSacctmgr("add user " + a.userC + " account=" + a.alloc + " fairshare=parent " + c)
+	s.checkSacctmgr(s.addUsers(a.userC, a.alloc, s.root)...)
 	s.checkWaldur("GET "+offeringUsers, "GET "+resources)
 	s.mustSucceed("user_role", role) // again: nothing new
 	s.checkAssocs(withC)
@@ -179,7 +244,7 @@ func TestOrderLifecycle(t *testing.T) {
 	for range 2 { // revoke, and the same again: nothing left to delete
 		s.mustSucceed("user_role", role)
 		s.checkAssocs(provisioned)
-		s.checkSacctmgr("remove user where name=" + a.userC + " account=" + a.alloc + " " + c)
+		s.checkSacctmgr(s.removeUsers(a.userC, a.alloc)...)
 		s.checkWaldur("GET "+offeringUsers, "GET "+resources)
 	}
 
@@ -206,13 +271,13 @@ func TestOrderLifecycle(t *testing.T) {
 			provisioned[i].QOS = tc.qos
 		}
 		s.checkAssocs(provisioned)
-		s.checkSacctmgr(
-			"modify account where name="+a.alloc+" "+c+" set qos="+tc.qos,
-			"modify account where name="+a.alloc+" "+c+" set GrpTRESMins=cpu=1200000,mem=122880",
-			"show assoc where account="+a.alloc+" "+c+" format=Account,User",
-			"add user "+a.userA+","+a.userB+" account="+a.alloc+" fairshare=parent "+c,
-		)
-		s.checkWaldur("GET "+r, "GET "+r+"team/")
+		s.checkSacctmgr(cat([]string{
+			"modify account where name=" + a.alloc + " " + c + " set qos=" + tc.qos,
+			"modify account where name=" + a.alloc + " " + c + " set GrpTRESMins=cpu=1200000,mem=122880",
+			"show assoc where account=" + a.alloc + " " + c + " format=Account,User",
+		}, s.addUsers(a.userA+","+a.userB, a.alloc, s.root))...)
+		s.checkWaldur("GET "+r, "GET "+r+"team/", "GET marketplace-provider-offerings/"+s.offering+"/list_project_service_accounts/",
+			"GET marketplace-provider-offerings/"+s.offering+"/list_course_accounts/")
 	}
 
 	// --- Terminate: the allocation goes, and the project account it leaves empty
@@ -226,12 +291,16 @@ func TestOrderLifecycle(t *testing.T) {
 		}
 		s.mustSucceed("order", map[string]any{"order_uuid": term.UUID, "order_state": "executing"})
 		s.checkAssocs([]assoc{{Account: a.cust, Parent: s.root, QOS: "normal"}})
-		s.checkSacctmgr(
-			"remove user where account="+a.alloc+" "+c,
-			"remove account where name="+a.alloc+" "+c,
-			"show assoc where parent="+a.proj+" "+c+" format=Account,User",
-			"remove account where name="+a.proj+" "+c,
-		)
+		users := a.userA + "," + a.userB
+		if i == 1 {
+			users = ""
+		}
+		s.checkSacctmgr(cat(
+			s.removeAll(a.alloc, users),
+			s.removeAccount(a.alloc),
+			[]string{"show assoc where parent=" + a.proj + " " + c + " format=Account,User"},
+			s.removeAccount(a.proj),
+		)...)
 		s.checkWaldur("GET "+tp, "GET "+r, "GET "+tp, "POST "+tp+"set_state_done/")
 		if got, _ := s.waldur.Order(term.UUID); got.State != waldur.OrderDone {
 			t.Fatalf("terminate order state %s", got.State)
@@ -240,7 +309,7 @@ func TestOrderLifecycle(t *testing.T) {
 }
 
 func TestMembershipEvents(t *testing.T) {
-	s := newSite(t)
+	s := newSiteWith(t, 4, map[string]any{"offering_user_delete_removes": true})
 	a := s.newAllocation()
 	s.provision(a)
 	c := "cluster=" + s.env.cluster
@@ -263,15 +332,34 @@ func TestMembershipEvents(t *testing.T) {
 	for _, tc := range []struct{ typ, name string }{{"service_account", "svc-" + s.sfx}, {"course_account", "hpc101-" + s.sfx}} {
 		ev := map[string]any{"account_uuid": waldurtest.NewUUID(), "account_username": tc.name, "scope_type": "project",
 			"project_uuid": a.project, "project_name": "Project " + s.sfx, "action": "create"}
+		list := "list_project_service_accounts"
+		// not (yet) listed by Waldur for the offering: nothing happens (the agent's existence check)
+		s.mustSucceed(tc.typ, ev)
+		if tc.typ == "course_account" {
+			list = "list_course_accounts"
+		}
+		s.checkSacctmgr()
+		s.checkWaldur("GET marketplace-provider-offerings/" + s.offering + "/" + list + "/")
+		acct := map[string]any{"username": tc.name, "state": "OK", "project_uuid": a.project}
+		s.waldur.mu.Lock()
+		if tc.typ == "course_account" {
+			s.waldur.courseAccounts = append(s.waldur.courseAccounts, acct)
+		} else {
+			s.waldur.serviceAccounts = append(s.waldur.serviceAccounts, acct)
+		}
+		s.waldur.mu.Unlock()
 		s.mustSucceed(tc.typ, ev)
 		s.checkAssocs(with(a.userA, a.userB, tc.name))
-		s.checkSacctmgr("add user " + tc.name + " account=" + a.alloc + " fairshare=parent " + c)
-		s.checkWaldur("GET " + resources)
+		s.checkSacctmgr(s.addUsers(tc.name, a.alloc, s.root)...)
+		s.checkWaldur("GET marketplace-provider-offerings/"+s.offering+"/"+list+"/", "GET "+resources)
+		s.waldur.mu.Lock()
+		s.waldur.serviceAccounts, s.waldur.courseAccounts = nil, nil
+		s.waldur.mu.Unlock()
 
 		ev["action"] = "delete"
 		s.mustSucceed(tc.typ, ev)
 		s.checkAssocs(with(a.userA, a.userB))
-		s.checkSacctmgr("remove user where name=" + tc.name + " account=" + a.alloc + " " + c)
+		s.checkSacctmgr(s.removeUsers(tc.name, a.alloc)...)
 		s.checkWaldur("GET " + strings.Replace(resources, "field=restrict_member_access&", "", 1))
 	}
 
@@ -281,7 +369,7 @@ func TestMembershipEvents(t *testing.T) {
 		"action": "username_set", "state": "OK", "resource_backend_ids": []any{a.alloc, "elsewhere_0001"}}
 	s.mustSucceed("offering_user", ou)
 	s.checkAssocs(with(od, a.userA, a.userB))
-	s.checkSacctmgr("add user " + od + " account=" + a.alloc + " fairshare=parent " + c)
+	s.checkSacctmgr(s.addUsers(od, a.alloc, s.root)...)
 	s.checkWaldur("GET marketplace-provider-resources/?" + q("field", "uuid", "field", "backend_id", "field", "restrict_member_access",
 		"offering_uuid", s.offering, "state", "OK", "state", "Erred"))
 	for _, action := range []string{"create", "update", "attribute_update"} { // Waldur's own business: logged
@@ -293,7 +381,7 @@ func TestMembershipEvents(t *testing.T) {
 	ou["action"] = "delete"
 	s.mustSucceed("offering_user", ou)
 	s.checkAssocs(with(a.userA, a.userB))
-	s.checkSacctmgr("show assoc where user="+od+" "+c+" format=Account,User", "remove user where name="+od+" account="+a.alloc+" "+c)
+	s.checkSacctmgr(cat([]string{"show assoc where user=" + od + " " + c + " format=Account,User"}, s.removeUsers(od, a.alloc))...)
 	s.checkWaldur()
 
 	// --- user_role resync: the project team is the truth
@@ -306,11 +394,11 @@ func TestMembershipEvents(t *testing.T) {
 	sync := map[string]any{"project_uuid": a.project, "project_name": "Project " + s.sfx}
 	s.mustSucceed("user_role", sync)
 	s.checkAssocs(with(a.userA))
-	s.checkSacctmgr(
-		"show assoc where account="+a.alloc+" "+c+" format=Account,User",
-		"add user "+a.userA+" account="+a.alloc+" fairshare=parent "+c,
-		"remove user where name="+stale+","+a.userB+" account="+a.alloc+" "+c,
-	)
+	s.checkSacctmgr(cat(
+		[]string{"show assoc where account=" + a.alloc + " " + c + " format=Account,User"},
+		s.addUsers(a.userA, a.alloc, s.root),
+		s.removeUsers(stale+","+a.userB, a.alloc),
+	)...)
 	s.checkWaldur("GET "+resources, "GET marketplace-provider-resources/"+a.resource.UUID+"/team/")
 	a.team = []waldur.TeamMember{a.team[0], {UUID: waldurtest.NewUUID(), Username: "bob@university.example", OfferingUserUsername: a.userB}}
 	s.update(a, func(*waldur.ProviderResource) {})
@@ -342,10 +430,11 @@ func TestMembershipEvents(t *testing.T) {
 	req := s.waldur.AddBackendResourceRequest()
 	s.mustSucceed("importable_resources", map[string]any{"backend_resource_request_uuid": req})
 	s.checkWaldur(
+		"GET backend-resource-requests/"+req+"/",
 		"POST backend-resource-requests/"+req+"/start_processing/",
 		"GET marketplace-provider-resources/?"+q("field", "backend_id", "offering_uuid", s.offering, "state", "OK", "state", "Erred", "state", "Creating"),
 		"GET projects/?"+q("field", "uuid", "slug", "proj-"+s.sfx),
-		"GET backend-resources/?"+q("backend_id", legacy, "offering_uuid", s.offering),
+		"GET backend-resources/?"+q("backend_id", legacy, "offering_uuid", s.offering, "project_uuid", a.project),
 		`POST backend-resources/ {"backend_id":"`+legacy+`","backend_metadata":{"limits":{"cpu":2,"mem":0.5}},"name":"`+legacy+
 			`","offering":"`+s.offering+`","project":"`+a.project+`"}`,
 		"POST backend-resource-requests/"+req+"/set_done/",
@@ -362,7 +451,7 @@ func TestMembershipEvents(t *testing.T) {
 			t.Errorf("reported twice: %s", call)
 		}
 	}
-	if len(calls) != 5 || calls[4] != "POST backend-resource-requests/"+req2+"/set_done/" {
+	if len(calls) != 6 || calls[5] != "POST backend-resource-requests/"+req2+"/set_done/" {
 		t.Errorf("calls = %q", calls)
 	}
 }
@@ -370,11 +459,16 @@ func TestMembershipEvents(t *testing.T) {
 // TestCraftedNamesAreRefused sends events whose names would be options,
 // extra arguments or shell code: each is refused before any sacctmgr runs.
 func TestCraftedNamesAreRefused(t *testing.T) {
-	s := newSite(t)
+	s := newSiteWith(t, 4, map[string]any{"offering_user_delete_removes": true})
 	a := s.newAllocation()
 	s.update(a, func(r *waldur.ProviderResource) { r.State, r.BackendID = "OK", a.alloc })
 	s.waldur.takeCalls()
 	crafted := []string{"-rf", "--help", "a b", "x;reboot", "$(reboot)", "`id`", "a\nb", "x=y", "a,b"}
+	s.waldur.mu.Lock()
+	for _, name := range crafted { // Waldur lists them (else the existence check skips them before the slurm action)
+		s.waldur.serviceAccounts = append(s.waldur.serviceAccounts, map[string]any{"username": name, "state": "OK", "project_uuid": a.project})
+	}
+	s.waldur.mu.Unlock()
 	for _, name := range crafted {
 		for _, ev := range []struct {
 			typ     string

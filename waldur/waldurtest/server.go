@@ -97,6 +97,7 @@ func NewServer(token string) *Server {
 		"GET /api/marketplace-provider-resources/{uuid}/{$}":                                 s.getResource,
 		"GET /api/marketplace-provider-resources/{uuid}/team/{$}":                            s.getTeam,
 		"POST /api/marketplace-provider-resources/{uuid}/{action}/{$}":                       s.resourceAction,
+		"GET /api/backend-resource-requests/{uuid}/{$}":                                      s.getRequest,
 		"POST /api/backend-resource-requests/{uuid}/{action}/{$}":                            s.requestAction,
 	}
 	for pattern, h := range routes {
@@ -553,6 +554,16 @@ func requestTransition(action string) (from []string, to string, ok bool) {
 		return []string{RequestSent, RequestProcessing}, RequestErred, true
 	}
 	return nil, "", false
+}
+
+func (s *Server) getRequest(r *http.Request, _ map[string]any) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	req, ok := s.requests[pathUUID(r)]
+	if !ok {
+		return http.StatusNotFound, detail("Not found.")
+	}
+	return http.StatusOK, map[string]any{"uuid": req.UUID, "state": req.State}
 }
 
 func (s *Server) requestAction(r *http.Request, body map[string]any) (int, any) {
