@@ -287,19 +287,15 @@ func source(j job, passcode string, logger *slog.Logger, metrics *runner.Metrics
 }
 
 // openJournal opens the de-duplication journal as `eventfn run` does: in
-// memory, or bbolt in dir.
+// memory, or durable in dir.
 func openJournal(dir string, rs *rules.Ruleset, logger *slog.Logger) (runner.Journal, error) {
 	if dir == "" {
-		maxAge := rs.Runner.JournalMaxAge
-		if maxAge <= 0 {
-			maxAge = journal.DefaultMaxAge
-		}
-		return runner.NewMemoryJournal(maxAge, rs.Runner.JournalMaxEntries), nil
+		return runner.NewMemoryJournal(rs.Runner.DedupWindow, rs.Runner.JournalMaxEntries), nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return journal.Open(filepath.Clean(dir), journal.Options{MaxAge: rs.Runner.JournalMaxAge,
+	return journal.Open(filepath.Clean(dir), journal.Options{Window: rs.Runner.DedupWindow, MaxAge: rs.Runner.JournalMaxAge,
 		MaxEntries: rs.Runner.JournalMaxEntries, Logger: logger})
 }
 

@@ -27,6 +27,18 @@ type Metrics struct {
 	Connected    *prometheus.GaugeVec   // source
 	Reconnects   *prometheus.CounterVec // source
 	Reloads      *prometheus.CounterVec // result (ok, error)
+	// Parked counts copies of a message that arrived while it was in
+	// flight and were settled with its fate.
+	Parked *prometheus.CounterVec // source
+	// JournalWriteFailures counts failed journal writes (and failed probes
+	// while the journal is down).
+	JournalWriteFailures prometheus.Counter
+	// JournalWritable is 1 while the journal can be written, 0 while the
+	// runner takes no messages because it cannot.
+	JournalWritable prometheus.Gauge
+	// JournalRecovered counts journals found damaged at start, moved
+	// aside and started anew (runner/journal, option Recover).
+	JournalRecovered prometheus.Counter
 }
 
 // NewMetrics creates the collectors on a new registry that also carries the
@@ -55,6 +67,13 @@ func NewMetrics() *Metrics {
 		StepFailures: c("step_failures_total", "Steps that failed for good, by action kind.", "kind"),
 		Reconnects:   c("source_reconnects_total", "Reconnections of broker sources.", "source"),
 		Reloads:      c("rules_reloads_total", "Rules reloads, by result (ok, error).", "result"),
+		Parked:       c("messages_parked_total", "Copies of a message in flight, parked and settled with its fate.", "source"),
+		JournalWriteFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "eventfn", Name: "journal_write_failures_total",
+			Help: "Failed journal writes; messages are left for redelivery meanwhile."}),
+		JournalWritable: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eventfn", Name: "journal_writable",
+			Help: "1 while the journal can be written; 0 while no messages are taken because it cannot."}),
+		JournalRecovered: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "eventfn", Name: "journal_recovered_total",
+			Help: "Damaged journals moved aside and started anew."}),
 		StepLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "eventfn", Name: "step_duration_seconds",
 			Help: "Duration of step attempts.", Buckets: buckets}, []string{"kind"}),
 		EndToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "eventfn", Name: "message_duration_seconds",
@@ -62,6 +81,6 @@ func NewMetrics() *Metrics {
 		InFlight:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eventfn", Name: "plans_in_flight", Help: "Plans running or queued."}),
 		Connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "eventfn", Name: "source_connected", Help: "1 when the source is connected and subscribed."}, []string{"source"}),
 	}
-	reg.MustRegister(m.StepLatency, m.EndToEnd, m.InFlight, m.Connected)
+	reg.MustRegister(m.StepLatency, m.EndToEnd, m.InFlight, m.Connected, m.JournalWriteFailures, m.JournalWritable, m.JournalRecovered)
 	return m
 }
