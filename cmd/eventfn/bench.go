@@ -59,7 +59,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	prefetch := fs.Int("prefetch", 0, "STOMP prefetch-count (default the source's, 100)")
 	concurrency := fs.Int("concurrency", 0, "runner concurrency (default the rules file's runner.concurrency, else 8)")
 	actionDelay := fs.Duration("action-delay", 0, "make every action take this long (simulated I/O-bound actions)")
-	stateDir := fs.String("state-dir", "", "use the durable bbolt journal in this directory (default in memory)")
+	stateDir := fs.String("state-dir", "", "use the durable journal in this directory (default in memory)")
 	baseline := fs.Bool("baseline", true, "also run the bare consumer")
 	rounds := fs.Int("rounds", 1, "runs of each consumer (alternating which goes first); summaries are medians")
 	timeout := fs.Duration("timeout", 0, "bound on each consumer run (default 2m plus --duration)")

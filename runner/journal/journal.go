@@ -36,6 +36,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -103,7 +104,7 @@ type Options struct {
 
 // writeSyncer is what the committer writes to.
 type writeSyncer interface {
-	io.Writer
+	io.WriterAt
 	Sync() error
 }
 
@@ -125,10 +126,19 @@ type Journal struct {
 	// committer's own (no lock needed)
 	f        *os.File
 	w        writeSyncer
-	size     int64 // bytes known good on disk
+	size     int64 // bytes of records known good on disk
+	alloc    int64 // the file's size: zeros from size to alloc
 	dirty    bool  // a failed write may have left bytes past size
 	compactN int64 // log size after the last compaction (or open)
+
+	recBytes atomic.Int64 // size, for Stats
 }
+
+// preallocChunk is how far ahead of the records the log file is extended
+// with zeros: appending a record then overwrites allocated blocks without
+// changing the file's size, so the fdatasync after it flushes the data
+// alone, without a metadata commit (about half the cost, measured).
+const preallocChunk = 4 << 20
 
 // batch is the records queued for one write.
 type batch struct {
@@ -247,12 +257,19 @@ func (j *Journal) openLog() error {
 			return fmt.Errorf("journal: %w", err)
 		}
 	}
-	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(j.path, os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	st, err = f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("journal: %w", err)
+	}
 	j.setFile(f)
+	j.alloc = st.Size()
 	j.compactN = j.size
+	j.recBytes.Store(j.size)
 	return nil
 }
 
@@ -317,6 +334,7 @@ func (j *Journal) replay() (err error) {
 			if err := f.Truncate(off); err != nil {
 				return fmt.Errorf("journal: truncate %s: %w", j.path, err)
 			}
+			j.size = off
 			return f.Sync()
 		}
 		if size-off < 8 {
@@ -328,8 +346,8 @@ func (j *Journal) replay() (err error) {
 		ln := int64(binary.LittleEndian.Uint32(hdr[:4]))
 		sum := binary.LittleEndian.Uint32(hdr[4:])
 		if ln == 0 || ln > maxRecord {
-			if allZero(r) {
-				return torn("zero-filled tail")
+			if ln == 0 && sum == 0 && allZero(r) {
+				break // the zeros the log is extended with ahead of its records
 			}
 			return j.damaged(off, fmt.Sprintf("record length %d", ln))
 		}
@@ -519,9 +537,15 @@ func (j *Journal) write(buf []byte) error {
 		if err := j.f.Truncate(j.size); err != nil {
 			return fmt.Errorf("cut back the log after a failed write: %w", err)
 		}
-		j.dirty = false
+		j.alloc, j.dirty = j.size, false
 	}
-	_, err := j.w.Write(buf)
+	if end := j.size + int64(len(buf)); end > j.alloc && !j.opts.NoSync {
+		if err := j.extend(end); err != nil {
+			j.dirty = true
+			return fmt.Errorf("extend %s: %w", j.path, err)
+		}
+	}
+	_, err := j.w.WriteAt(buf, j.size)
 	if err == nil && !j.opts.NoSync {
 		err = j.w.Sync()
 	}
@@ -530,6 +554,26 @@ func (j *Journal) write(buf []byte) error {
 		return fmt.Errorf("write %s: %w", j.path, err)
 	}
 	j.size += int64(len(buf))
+	j.recBytes.Store(j.size)
+	return nil
+}
+
+// extend fills the log file with zeros from alloc to past end and syncs
+// the file's size.
+func (j *Journal) extend(end int64) error {
+	n := max(preallocChunk, end-j.alloc)
+	zeros := make([]byte, 256<<10)
+	for w := int64(0); w < n; {
+		k := min(int64(len(zeros)), n-w)
+		if _, err := j.w.WriteAt(zeros[:k], j.alloc+w); err != nil {
+			return err
+		}
+		w += k
+	}
+	if err := j.f.Sync(); err != nil {
+		return err
+	}
+	j.alloc += n
 	return nil
 }
 
@@ -590,7 +634,7 @@ func (j *Journal) Compact() error {
 	if err := syncDir(j.dir); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(j.path, os.O_RDWR, 0o600)
 	if err != nil {
 		return err
 	}
@@ -598,7 +642,8 @@ func (j *Journal) Compact() error {
 	j.setFile(f)
 	old.Close()
 	before := j.size
-	j.size, j.compactN, j.dirty = int64(len(buf)), int64(len(buf)), false
+	j.size, j.alloc, j.compactN, j.dirty = int64(len(buf)), int64(len(buf)), int64(len(buf)), false
+	j.recBytes.Store(j.size)
 	j.log.Debug("journal compacted", "journal", j.path, "bytes_before", before, "bytes_after", j.size, "records", len(recs))
 	return nil
 }
@@ -607,20 +652,15 @@ func (j *Journal) Compact() error {
 type Stats struct {
 	// Completed is the number of handled ids kept; Keys of entity keys.
 	Completed, Keys int
-	// Bytes is the log's size.
+	// Bytes is the size of the log's records (the file is extended with
+	// zeros ahead of them).
 	Bytes int64
 }
 
-// Stats returns the journal's counts. Bytes is exact only with no writes
-// running.
+// Stats returns the journal's counts.
 func (j *Journal) Stats() Stats {
 	ids, keys := j.mem.Len()
-	st, _ := os.Stat(j.path)
-	var size int64
-	if st != nil {
-		size = st.Size()
-	}
-	return Stats{Completed: ids, Keys: keys, Bytes: size}
+	return Stats{Completed: ids, Keys: keys, Bytes: j.recBytes.Load()}
 }
 
 // Path returns the log's path.
@@ -749,7 +789,7 @@ func (d *decoder) rest() []byte {
 // the rest of its metadata.
 type dataSyncer struct{ f *os.File }
 
-func (d dataSyncer) Write(p []byte) (int, error) { return d.f.Write(p) }
+func (d dataSyncer) WriteAt(p []byte, off int64) (int, error) { return d.f.WriteAt(p, off) }
 
 func (d dataSyncer) Sync() error {
 	for {

@@ -142,14 +142,15 @@ func TestTornLastRecordIsCutOff(t *testing.T) {
 	dir := t.TempDir()
 	j := open(t, dir, Options{})
 	complete(t, j, "s", "kept", runner.FateAcked, "k1")
+	end := j.Stats().Bytes
 	j.Close()
 	path := filepath.Join(dir, FileName)
 	good, _ := os.ReadFile(path)
-	// A record eventfn was writing when it died: its header promises more
-	// than the file has.
+	good = good[:end]
+	// A record eventfn was writing when it died, cut short.
 	torn := appendRecord(nil, []byte{recComplete}, []byte("0123456789"))
-	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	f.Write(torn[:len(torn)-4])
+	f, _ := os.OpenFile(path, os.O_WRONLY, 0)
+	f.WriteAt(torn[:len(torn)-4], end)
 	f.Close()
 	j = open(t, dir, Options{})
 	if _, dup := j.Duplicate("s", "kept", []string{"k1"}); !dup {
@@ -172,10 +173,11 @@ func TestDamagedJournalIsRefusedNotPanicking(t *testing.T) {
 	for i := range 20 {
 		complete(t, j, "s", fmt.Sprint("id", i), runner.FateAcked, "k")
 	}
+	end := int(j.Stats().Bytes)
 	j.Close()
 	path := filepath.Join(dir, FileName)
 	b, _ := os.ReadFile(path)
-	for _, off := range []int{len(b) / 3, len(b) / 2, 40} {
+	for _, off := range []int{end / 3, end / 2, 40, end + 100} {
 		d := append([]byte(nil), b...)
 		d[off] ^= 0xff
 		os.WriteFile(path, d, 0o600)
@@ -222,15 +224,15 @@ type failingWriter struct {
 
 func (f *failingWriter) set(v bool) { f.mu.Lock(); f.fail = v; f.mu.Unlock() }
 
-func (f *failingWriter) Write(p []byte) (int, error) {
+func (f *failingWriter) WriteAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	fail := f.fail
 	f.mu.Unlock()
 	if fail {
-		n, _ := f.w.Write(p[:len(p)/2])
+		n, _ := f.w.WriteAt(p[:len(p)/2], off)
 		return n, syscall.ENOSPC
 	}
-	return f.w.Write(p)
+	return f.w.WriteAt(p, off)
 }
 
 func (f *failingWriter) Sync() error { return f.w.Sync() }

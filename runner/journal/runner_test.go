@@ -67,8 +67,8 @@ type signallingWriter struct {
 	failed chan struct{}
 }
 
-func (s *signallingWriter) Write(p []byte) (int, error) {
-	n, err := s.failingWriter.Write(p)
+func (s *signallingWriter) WriteAt(p []byte, off int64) (int, error) {
+	n, err := s.failingWriter.WriteAt(p, off)
 	if err != nil {
 		select {
 		case s.failed <- struct{}{}:
