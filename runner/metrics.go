@@ -36,9 +36,6 @@ type Metrics struct {
 	// JournalWritable is 1 while the journal can be written, 0 while the
 	// runner takes no messages because it cannot.
 	JournalWritable prometheus.Gauge
-	// JournalRecovered counts journals found damaged at start, moved
-	// aside and started anew (runner/journal, option Recover).
-	JournalRecovered prometheus.Counter
 }
 
 // NewMetrics creates the collectors on a new registry that also carries the
@@ -72,8 +69,6 @@ func NewMetrics() *Metrics {
 			Help: "Failed journal writes; messages are left for redelivery meanwhile."}),
 		JournalWritable: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eventfn", Name: "journal_writable",
 			Help: "1 while the journal can be written; 0 while no messages are taken because it cannot."}),
-		JournalRecovered: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "eventfn", Name: "journal_recovered_total",
-			Help: "Damaged journals moved aside and started anew."}),
 		StepLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "eventfn", Name: "step_duration_seconds",
 			Help: "Duration of step attempts.", Buckets: buckets}, []string{"kind"}),
 		EndToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "eventfn", Name: "message_duration_seconds",
@@ -81,6 +76,6 @@ func NewMetrics() *Metrics {
 		InFlight:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eventfn", Name: "plans_in_flight", Help: "Plans running or queued."}),
 		Connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "eventfn", Name: "source_connected", Help: "1 when the source is connected and subscribed."}, []string{"source"}),
 	}
-	reg.MustRegister(m.StepLatency, m.EndToEnd, m.InFlight, m.Connected, m.JournalWriteFailures, m.JournalWritable, m.JournalRecovered)
+	reg.MustRegister(m.StepLatency, m.EndToEnd, m.InFlight, m.Connected, m.JournalWriteFailures, m.JournalWritable)
 	return m
 }
