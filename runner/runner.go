@@ -131,6 +131,19 @@ type Runner struct {
 	journalDown atomic.Bool
 	probe       chan struct{} // one prober at a time
 
+	// With a durable journal a message is settled (its completion synced,
+	// then the ack) off the dispatcher's worker, so that the worker starts
+	// the next plan meanwhile and completions share syncs. settleRoom
+	// bounds those settlements; barriers holds, per plan key, a channel
+	// closed when the last such settlement of the key is done: the next
+	// plan of the key waits for it, so that a crash cannot re-run a plan's
+	// last step (its record rides on the completion) after its successor.
+	asyncSettle bool
+	settleRoom  chan struct{}
+	settling    sync.WaitGroup
+	barrierMu   sync.Mutex
+	barriers    map[string]chan struct{}
+
 	// work is the context plans run in: it outlives the sources' context
 	// by up to ShutdownTimeout, so in-flight plans can finish.
 	work       context.Context
@@ -175,6 +188,11 @@ func New(cfg Config) *Runner {
 		red:      red,
 		inflight: map[string][]parked{},
 		probe:    make(chan struct{}, 1),
+		barriers: map[string]chan struct{}{},
+	}
+	if _, durable := cfg.Journal.(Prober); durable {
+		r.asyncSettle = true
+		r.settleRoom = make(chan struct{}, 4*cfg.Concurrency)
 	}
 	r.m.JournalWritable.Set(1)
 	r.work, r.cancelWork = context.WithCancel(context.Background())
@@ -240,6 +258,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() {
 		<-sourcesDone // no Submit after this: the dispatcher can be waited for
 		r.disp.Wait()
+		r.settling.Wait()
 		close(drained)
 	}()
 	deadline := time.NewTimer(r.cfg.ShutdownTimeout)
@@ -344,6 +363,7 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 		r.m.InFlight.Inc()
 		err := r.disp.Submit(ctx, p.Key, func() {
 			defer r.m.InFlight.Dec()
+			r.awaitBarrier(p.Key)
 			var prog *planProgress
 			if ev.ID != "" {
 				prog = &planProgress{r: r, p: r.cfg.Journal.Progress(m.Source, ev.ID, p.Rule.Name), last: len(p.Rule.Steps) - 1}
@@ -362,7 +382,7 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 					Rule: p.Rule.Name, Key: p.Key, Err: res.Err})
 			}
 			if t.done() {
-				r.finish(work, m, ev, t, prog)
+				r.finishPlan(work, m, ev, t, prog, p.Key)
 			} else {
 				prog.flush(work)
 			}
@@ -376,6 +396,54 @@ func (r *Runner) Deliver(ctx context.Context, m *Message) error {
 		}
 	}
 	return nil
+}
+
+// finishPlan settles the message whose last plan (keyed key) just ended:
+// at once with an in-memory journal; with a durable one, in a goroutine of
+// its own (see asyncSettle), with key's barrier up until it is done.
+func (r *Runner) finishPlan(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress, key string) {
+	if !r.asyncSettle {
+		r.finish(ctx, m, ev, t, prog)
+		return
+	}
+	r.settleRoom <- struct{}{} // bounded: waits in the worker when full
+	var release func()
+	if key != "" {
+		ch := make(chan struct{})
+		r.barrierMu.Lock()
+		r.barriers[key] = ch
+		r.barrierMu.Unlock()
+		release = func() {
+			r.barrierMu.Lock()
+			if r.barriers[key] == ch {
+				delete(r.barriers, key)
+			}
+			r.barrierMu.Unlock()
+			close(ch)
+		}
+	}
+	r.settling.Add(1)
+	go func() {
+		defer r.settling.Done()
+		r.finish(ctx, m, ev, t, prog)
+		if release != nil {
+			release()
+		}
+		<-r.settleRoom
+	}()
+}
+
+// awaitBarrier waits until the last settlement of a plan of key is done.
+func (r *Runner) awaitBarrier(key string) {
+	if !r.asyncSettle || key == "" {
+		return
+	}
+	r.barrierMu.Lock()
+	ch := r.barriers[key]
+	r.barrierMu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 // parked is a copy of a message that arrived while the message was in

@@ -2,8 +2,10 @@ package journal
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -162,5 +164,94 @@ func TestFullJournalLeavesMessagesForRedeliveryAndPausesTheSource(t *testing.T) 
 	}
 	if got := rec.list(); len(got) != 4 {
 		t.Errorf("runs: %v, want a b c b", got)
+	}
+}
+
+// gatedWriter holds syncs until its gate opens, reporting each one that
+// waits, and counts the syncs done.
+type gatedWriter struct {
+	w       writeSyncer
+	waiting chan struct{}
+	gate    chan struct{}
+	once    sync.Once
+	synced  atomic.Int32
+}
+
+func (g *gatedWriter) open() { g.once.Do(func() { close(g.gate) }) }
+
+func (g *gatedWriter) WriteAt(p []byte, off int64) (int, error) { return g.w.WriteAt(p, off) }
+func (g *gatedWriter) Sync() error {
+	select {
+	case g.waiting <- struct{}{}:
+	default:
+	}
+	<-g.gate
+	err := g.w.Sync()
+	g.synced.Add(1)
+	return err
+}
+
+// orderedRuns reports each run with the syncs done before it.
+type orderedRuns struct {
+	gw  *gatedWriter
+	ran chan [2]string
+}
+
+func (o *orderedRuns) Run(_ context.Context, req actions.Request) (actions.Result, error) {
+	o.ran <- [2]string{req.MessageID, fmt.Sprint(o.gw.synced.Load())}
+	return actions.Result{}, nil
+}
+
+// TestNextPlanOfAKeyWaitsForTheCompletionOfThePrevious: with the durable
+// journal a message's completion is synced off the dispatcher's worker, so
+// that other plans run meanwhile; but the next plan of the same key waits
+// for it (else a crash could re-run the first one's last step, whose record
+// rides on the completion, after its successor ran).
+func TestNextPlanOfAKeyWaitsForTheCompletionOfThePrevious(t *testing.T) {
+	gw := &gatedWriter{waiting: make(chan struct{}, 1), gate: make(chan struct{})}
+	j := open(t, t.TempDir(), Options{wrap: func(w writeSyncer) writeSyncer { gw.w = w; return gw }})
+	t.Cleanup(gw.open) // before the journal's Close (cleanups run last first)
+	logger := slog.New(slog.DiscardHandler)
+	rec := &orderedRuns{gw: gw, ran: make(chan [2]string, 3)}
+	reg := actions.Standard(actions.Options{Logger: logger})
+	reg.Register("note", actions.Spec{Keys: []string{"n"}, Shorthand: "n"}, rec)
+	rs, err := rules.Parse("r.yaml", []byte("version: 1\nrules:\n  - {name: r, on: order, key: payload.k, steps: [{note: x}]}\n"), rules.Options{Kinds: reg.Specs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Journal: j, Concurrency: 1})
+	msg := func(id, key string) (*runner.Message, fateSettler) {
+		s := make(fateSettler, 1)
+		return &runner.Message{Source: "s", Type: "order", ID: id, Body: []byte(`{"k": "` + key + `"}`), Settler: s}, s
+	}
+	a, as := msg("a", "k1")
+	b, bs := msg("b", "k1")
+	c, cs := msg("c", "k2")
+	ctx := context.Background()
+	if err := r.Deliver(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-rec.ran; got[0] != "a" {
+		t.Fatalf("ran %v", got)
+	}
+	<-gw.waiting // a's completion waits for its sync
+	// With one worker, c (another key) runs while a's completion syncs.
+	if err := r.Deliver(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-rec.ran; got != [2]string{"c", "0"} {
+		t.Fatalf("ran %v, want c before any sync", got)
+	}
+	if err := r.Deliver(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	gw.open()
+	if got := <-rec.ran; got[0] != "b" || got[1] == "0" {
+		t.Fatalf("ran %v: b (a's key) must wait for a's completion to be synced", got)
+	}
+	for _, s := range []fateSettler{as, cs, bs} {
+		if f := <-s; f != "ack" {
+			t.Fatalf("fate %s", f)
+		}
 	}
 }
