@@ -96,7 +96,7 @@ type Options struct {
 	// ActionDelay makes every action take this long (a simulated I/O-bound
 	// action), to show how throughput scales with Concurrency.
 	ActionDelay time.Duration
-	// StateDir selects the durable (bbolt) journal there; empty: in memory,
+	// StateDir selects the durable journal there; empty: in memory,
 	// as `eventfn run` without runner.state_dir.
 	StateDir string
 	// Baseline runs the bare consumer too.
@@ -311,7 +311,7 @@ func (d *driver) newReport(cfg *config.Config) *Report {
 		rep.Rules = embeddedName
 	}
 	if o.StateDir != "" {
-		rep.Journal = "bbolt in " + o.StateDir
+		rep.Journal = "durable in " + o.StateDir
 	}
 	if rep.Concurrency <= 0 {
 		rep.Concurrency = cfg.Runner.Concurrency

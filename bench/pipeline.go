@@ -302,19 +302,15 @@ func source(j job, passcode string, logger *slog.Logger, metrics *runner.Metrics
 }
 
 // openJournal opens the de-duplication journal as `eventfn run` does: in
-// memory, or bbolt in dir.
+// memory, or durable in dir.
 func openJournal(dir string, spec config.RunnerSpec, logger *slog.Logger) (runner.Journal, error) {
 	if dir == "" {
-		maxAge := spec.JournalMaxAge
-		if maxAge <= 0 {
-			maxAge = journal.DefaultMaxAge
-		}
-		return runner.NewMemoryJournal(maxAge, spec.JournalMaxEntries), nil
+		return runner.NewMemoryJournal(spec.DedupWindow, spec.JournalMaxEntries), nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return journal.Open(filepath.Clean(dir), journal.Options{MaxAge: spec.JournalMaxAge,
+	return journal.Open(filepath.Clean(dir), journal.Options{Window: spec.DedupWindow, MaxAge: spec.JournalMaxAge,
 		MaxEntries: spec.JournalMaxEntries, Logger: logger})
 }
 

@@ -55,7 +55,11 @@ type RunnerSpec struct {
 	Listen string `yaml:"listen"`
 	// MaxBody is the largest message accepted, in bytes (default 1 MiB).
 	MaxBody int `yaml:"max_body"`
-	// JournalMaxAge and JournalMaxEntries bound the de-duplication journal.
+	// DedupWindow is how long a handled message id counts for
+	// de-duplication (default 10m, runner.DefaultDedupWindow).
+	DedupWindow time.Duration `yaml:"dedup_window"`
+	// JournalMaxAge bounds how long step records of unfinished messages
+	// are kept; JournalMaxEntries the handled ids kept.
 	JournalMaxAge     time.Duration `yaml:"journal_max_age"`
 	JournalMaxEntries int           `yaml:"journal_max_entries"`
 	// SentryDSN, when set, reports failed plans to Sentry.

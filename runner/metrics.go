@@ -36,6 +36,15 @@ type Metrics struct {
 	Connected    *prometheus.GaugeVec   // source
 	Reconnects   *prometheus.CounterVec // source
 	Reloads      *prometheus.CounterVec // result (ok, error)
+	// Parked counts copies of a message that arrived while it was in
+	// flight and were settled with its fate.
+	Parked *prometheus.CounterVec // source
+	// JournalWriteFailures counts failed journal writes (and failed probes
+	// while the journal is down).
+	JournalWriteFailures prometheus.Counter
+	// JournalWritable is 1 while the journal can be written, 0 while the
+	// runner takes no messages because it cannot.
+	JournalWritable prometheus.Gauge
 
 	// types caches the event types the current rules file names.
 	types atomic.Pointer[typeSet]
@@ -100,6 +109,11 @@ func NewMetrics() *Metrics {
 		StepFailures: c("step_failures_total", "Steps that failed for good, by action kind.", "kind"),
 		Reconnects:   c("source_reconnects_total", "Reconnections of broker sources.", "source"),
 		Reloads:      c("rules_reloads_total", "Rules reloads, by result (ok, error).", "result"),
+		Parked:       c("messages_parked_total", "Copies of a message in flight, parked and settled with its fate.", "source"),
+		JournalWriteFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "eventfn", Name: "journal_write_failures_total",
+			Help: "Failed journal writes; messages are left for redelivery meanwhile."}),
+		JournalWritable: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eventfn", Name: "journal_writable",
+			Help: "1 while the journal can be written; 0 while no messages are taken because it cannot."}),
 		StepLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "eventfn", Name: "step_duration_seconds",
 			Help: "Duration of step attempts.", Buckets: buckets}, []string{"kind"}),
 		EndToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "eventfn", Name: "message_duration_seconds",
@@ -107,7 +121,7 @@ func NewMetrics() *Metrics {
 		InFlight:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "eventfn", Name: "plans_in_flight", Help: "Plans running or queued."}),
 		Connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "eventfn", Name: "source_connected", Help: "1 when the source is connected and subscribed."}, []string{"source"}),
 	}
-	reg.MustRegister(m.StepLatency, m.EndToEnd, m.InFlight, m.Connected)
+	reg.MustRegister(m.StepLatency, m.EndToEnd, m.InFlight, m.Connected, m.JournalWriteFailures, m.JournalWritable)
 	return m
 }
 

@@ -124,6 +124,29 @@ type Runner struct {
 	prop    propagation.TextMapPropagator
 	red     *telemetry.Redactor
 
+	// inflight holds, per source-scoped id (SID), the copies of a message
+	// that arrived while it was being handled: they are settled with its
+	// fate when it is, without holding up the source (see park).
+	flightMu sync.Mutex
+	inflight map[string][]parked
+	// journalDown is set when a journal write failed: Deliver then takes
+	// no message until a probe write succeeds, and Ready reports false.
+	journalDown atomic.Bool
+	probe       chan struct{} // one prober at a time
+
+	// With a durable journal a message is settled (its completion synced,
+	// then the ack) off the dispatcher's worker, so that the worker starts
+	// the next plan meanwhile and completions share syncs. settleRoom
+	// bounds those settlements; barriers holds, per plan key, a channel
+	// closed when the last such settlement of the key is done: the next
+	// plan of the key waits for it, so that a crash cannot re-run a plan's
+	// last step (its record rides on the completion) after its successor.
+	asyncSettle bool
+	settleRoom  chan struct{}
+	settling    sync.WaitGroup
+	barrierMu   sync.Mutex
+	barriers    map[string]chan struct{}
+
 	// work is the context plans run in: it outlives the sources' context
 	// by up to ShutdownTimeout, so in-flight plans can finish.
 	work       context.Context
@@ -162,14 +185,22 @@ func New(cfg Config) *Runner {
 		cfg: cfg,
 		exec: &Executor{Actions: cfg.Actions, Logger: cfg.Logger, Metrics: cfg.Metrics,
 			Tracer: tracer, Redactor: red},
-		disp:    NewDispatcher(cfg.Concurrency, cfg.Concurrency*4),
-		log:     cfg.Logger,
-		m:       cfg.Metrics,
-		secrets: cfg.Secrets,
-		tracer:  tracer,
-		prop:    cfg.Propagator,
-		red:     red,
+		disp:     NewDispatcher(cfg.Concurrency, cfg.Concurrency*4),
+		log:      cfg.Logger,
+		m:        cfg.Metrics,
+		secrets:  cfg.Secrets,
+		tracer:   tracer,
+		prop:     cfg.Propagator,
+		red:      red,
+		inflight: map[string][]parked{},
+		probe:    make(chan struct{}, 1),
+		barriers: map[string]chan struct{}{},
 	}
+	if _, durable := cfg.Journal.(Prober); durable {
+		r.asyncSettle = true
+		r.settleRoom = make(chan struct{}, 4*cfg.Concurrency)
+	}
+	r.m.JournalWritable.Set(1)
 	r.work, r.cancelWork = context.WithCancel(context.Background())
 	r.exec.Emit = r.emit
 	r.rules.Store(cfg.Rules)
@@ -186,9 +217,10 @@ func (r *Runner) SetRules(rs *rules.Ruleset) { r.rules.Store(rs) }
 // Metrics returns the runner's metrics.
 func (r *Runner) Metrics() *Metrics { return r.m }
 
-// Ready reports whether the rules are loaded and every source is up.
+// Ready reports whether the rules are loaded, the journal can be written
+// and every source is up.
 func (r *Runner) Ready() bool {
-	if !r.ready.Load() {
+	if !r.ready.Load() || r.journalDown.Load() {
 		return false
 	}
 	for _, s := range r.cfg.Sources {
@@ -233,6 +265,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() {
 		<-sourcesDone // no Submit after this: the dispatcher can be waited for
 		r.disp.Wait()
+		r.settling.Wait()
 		close(drained)
 	}()
 	deadline := time.NewTimer(r.cfg.ShutdownTimeout)
@@ -252,8 +285,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-// Deliver implements the Deliver func sources call.
+// Deliver implements the Deliver func sources call. While the journal
+// cannot be written it blocks (so the source pauses, its messages left
+// with the broker) until a probe write succeeds or ctx ends.
 func (r *Runner) Deliver(ctx context.Context, m *Message) error {
+	if r.journalDown.Load() {
+		if err := r.awaitJournal(ctx); err != nil {
+			return err
+		}
+	}
 	_ = r.deliver(ctx, m) // a message not taken is settled (requeued) by deliver
 	return nil
 }
@@ -288,20 +328,9 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	if len(m.Headers) > 0 && ev.Headers == nil {
 		ev.Headers = m.Headers
 	}
-	r.m.Received.WithLabelValues(m.Source, r.m.TypeLabel(rs, ev.Type)).Inc()
-	if ev.ID != "" && r.cfg.Journal.Completed(ev.ID) {
-		r.m.Duplicates.WithLabelValues(m.Source, r.m.TypeLabel(rs, ev.Type)).Inc()
-		trace.SpanFromContext(work).SetAttributes(AttrDuplicate.Bool(true))
-		if fj, ok := r.cfg.Journal.(FateJournal); ok && m.DeadLetterOnFailure && fj.Fate(ev.ID) == FateDeadLettered {
-			// Back after being dead-lettered: the dead-lettering did not
-			// reach the broker. Acknowledging it would lose it.
-			r.log.Warn("message dead-lettered before is back (its dead-lettering did not reach the broker): dead-lettering it again",
-				"source", m.Source, "id", ev.ID, "type", ev.Type)
-			r.settle(work, m, ev, FateDeadLettered, errDeadLetteredBefore)
-			return nil
-		}
-		r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
-		r.settle(work, m, ev, "acked", nil)
+	typ := r.m.TypeLabel(rs, ev.Type)
+	r.m.Received.WithLabelValues(m.Source, typ).Inc()
+	if ev.ID != "" && r.park(work, m, ev) {
 		return nil
 	}
 	env := rs.Environment(ev, r.secrets)
@@ -310,24 +339,50 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	// when holds up only the events of its own key, never the delivery of
 	// the events behind it.
 	cands := rs.Candidates(ev, env)
+	// De-duplication keys: those of the rules that may run (a rule whose
+	// condition turns out false only makes a skip less likely).
+	keys := dedupKeys(ev, cands)
+	if ev.ID != "" {
+		if fate, dup := r.cfg.Journal.Duplicate(m.Source, ev.ID, keys); dup {
+			r.m.Duplicates.WithLabelValues(m.Source, typ).Inc()
+			trace.SpanFromContext(work).SetAttributes(AttrDuplicate.Bool(true))
+			if fate == FateDeadLettered && m.DeadLetterOnFailure {
+				// Back after being dead-lettered: the dead-lettering did not
+				// reach the broker. Acknowledging it would lose it.
+				r.log.Warn("message dead-lettered before is back (its dead-lettering did not reach the broker): dead-lettering it again",
+					"source", m.Source, "id", ev.ID, "type", ev.Type)
+				r.settle(work, m, ev, nil, FateDeadLettered, errDeadLetteredBefore)
+				return nil
+			}
+			r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
+			r.settle(work, m, ev, nil, FateAcked, nil)
+			return nil
+		}
+	}
 	if len(cands) == 0 {
-		r.unmatched(work, m, ev)
+		r.unmatched(work, m, ev, keys)
 		return nil
 	}
 	var submitErr error
-	t := &tracker{pending: int32(len(cands))}
+	t := &tracker{pending: int32(len(cands)), keys: keys}
 	for _, c := range cands {
+		r.m.InFlight.Inc()
 		err := r.disp.Submit(ctx, c.Key, func() {
-			r.runCandidate(work, m, ev, env, c, t)
+			defer r.m.InFlight.Dec()
+			r.awaitBarrier(c.Key)
+			prog := r.runCandidate(work, m, ev, env, c, t)
 			if t.done() {
-				r.finish(work, m, ev, t)
+				r.finishPlan(work, m, ev, t, prog, c.Key)
+			} else {
+				prog.flush(work)
 			}
 		})
 		if err != nil { // the source is stopping: leave the message to the broker
+			r.m.InFlight.Dec()
 			submitErr = err
 			t.setErr(errInterrupted, Interrupted)
 			if t.done() {
-				r.finish(work, m, ev, t)
+				r.finish(work, m, ev, t, nil)
 			}
 		}
 	}
@@ -335,27 +390,26 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 }
 
 // runCandidate evaluates one rule's condition for ev and, when it holds,
-// runs its plan; the outcome goes to t.
-func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event, env map[string]any, c rules.Candidate, t *tracker) {
+// runs its plan; the outcome goes to t. It returns the plan's progress in
+// the journal (nil when the rule did not run or the message has no id).
+func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event, env map[string]any, c rules.Candidate, t *tracker) *planProgress {
 	p, matched, err := c.Match(ev, env)
 	if err != nil {
 		r.m.RuleErrors.WithLabelValues(c.Rule.Name).Inc()
 		r.log.Error("rule could not be evaluated", "source", m.Source, "id", ev.ID, "type", ev.Type, "rule", c.Rule.Name, "error", r.red.Error(err))
 		t.setErr(fmt.Errorf("rule %s: %w", c.Rule.Name, err), Failed)
-		return
+		return nil
 	}
 	if !matched {
-		return
+		return nil
 	}
 	t.matched.Add(1)
 	r.m.RuleMatches.WithLabelValues(p.Rule.Name).Inc()
-	r.m.InFlight.Inc()
-	defer r.m.InFlight.Dec()
-	var prog Progress
+	var prog *planProgress
 	if ev.ID != "" {
-		prog = r.cfg.Journal.Progress(ev.ID, p.Rule.Name)
+		prog = &planProgress{r: r, p: r.cfg.Journal.Progress(m.Source, ev.ID, p.Rule.Name), last: len(p.Rule.Steps) - 1}
 	}
-	res := r.exec.Execute(work, p, prog)
+	res := r.exec.Execute(work, p, prog.progress())
 	if res.Resumed > 0 {
 		r.m.Resumed.WithLabelValues(m.Source).Inc()
 		r.log.Info("plan resumed after its completed steps", "id", ev.ID, "rule", p.Rule.Name, "skipped_steps", res.Resumed)
@@ -368,13 +422,208 @@ func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event,
 		r.cfg.Reporter.Report(work, telemetry.Failure{Source: m.Source, Type: ev.Type, MessageID: ev.ID,
 			Rule: p.Rule.Name, Key: p.Key, Err: res.Err})
 	}
+	return prog
 }
 
 // unmatched settles a message no rule matched.
-func (r *Runner) unmatched(ctx context.Context, m *Message, ev *event.Event) {
+func (r *Runner) unmatched(ctx context.Context, m *Message, ev *event.Event, keys []string) {
 	r.m.Unmatched.WithLabelValues(m.Source, r.m.TypeLabel(r.rules.Load(), ev.Type)).Inc()
 	r.log.Debug("no rule matched", "source", m.Source, "id", ev.ID, "type", ev.Type)
-	r.settle(ctx, m, ev, "", nil)
+	r.settle(ctx, m, ev, keys, "", nil)
+}
+
+// finishPlan settles the message whose last plan (keyed key) just ended:
+// at once with an in-memory journal; with a durable one, in a goroutine of
+// its own (see asyncSettle), with key's barrier up until it is done.
+func (r *Runner) finishPlan(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress, key string) {
+	if !r.asyncSettle {
+		r.finish(ctx, m, ev, t, prog)
+		return
+	}
+	r.settleRoom <- struct{}{} // bounded: waits in the worker when full
+	var release func()
+	if key != "" {
+		ch := make(chan struct{})
+		r.barrierMu.Lock()
+		r.barriers[key] = ch
+		r.barrierMu.Unlock()
+		release = func() {
+			r.barrierMu.Lock()
+			if r.barriers[key] == ch {
+				delete(r.barriers, key)
+			}
+			r.barrierMu.Unlock()
+			close(ch)
+		}
+	}
+	r.settling.Add(1)
+	go func() {
+		defer r.settling.Done()
+		r.finish(ctx, m, ev, t, prog)
+		if release != nil {
+			release()
+		}
+		<-r.settleRoom
+	}()
+}
+
+// awaitBarrier waits until the last settlement of a plan of key is done.
+func (r *Runner) awaitBarrier(key string) {
+	if !r.asyncSettle || key == "" {
+		return
+	}
+	r.barrierMu.Lock()
+	ch := r.barriers[key]
+	r.barrierMu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+// parked is a copy of a message that arrived while the message was in
+// flight.
+type parked struct {
+	ctx context.Context
+	m   *Message
+}
+
+// park registers ev's id as in flight and reports false; or, when it is in
+// flight already, parks m to be settled with the first copy's fate and
+// reports true. Parking never blocks: the source goes on delivering.
+func (r *Runner) park(ctx context.Context, m *Message, ev *event.Event) bool {
+	sid := SID(m.Source, ev.ID)
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	if copies, busy := r.inflight[sid]; busy {
+		r.inflight[sid] = append(copies, parked{ctx: ctx, m: m})
+		r.m.Parked.WithLabelValues(m.Source).Inc()
+		r.log.Info("copy of a message in flight parked until it settles", "source", m.Source, "id", ev.ID, "type", ev.Type)
+		return true
+	}
+	r.inflight[sid] = nil
+	return false
+}
+
+// land ends ev's flight and returns the copies parked behind it.
+func (r *Runner) land(m *Message, ev *event.Event) []parked {
+	sid := SID(m.Source, ev.ID)
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	copies := r.inflight[sid]
+	delete(r.inflight, sid)
+	return copies
+}
+
+// unpark settles parked copies with the fate of the message they copy.
+func (r *Runner) unpark(copies []parked, ev *event.Event, fate string, cause error) {
+	for _, c := range copies {
+		if fate != "requeued" {
+			r.m.Duplicates.WithLabelValues(c.m.Source, ev.Type).Inc()
+			trace.SpanFromContext(c.ctx).SetAttributes(AttrDuplicate.Bool(true))
+		}
+		f := fate
+		if f == FateDeadLettered && !c.m.DeadLetterOnFailure {
+			f = FateAcked
+		}
+		r.apply(c.ctx, c.m, ev, f, cause, "copy of a message in flight settled with its fate")
+	}
+}
+
+// awaitJournal blocks until a probe write to the journal succeeds (or ctx
+// ends), then clears journalDown.
+func (r *Runner) awaitJournal(ctx context.Context) error {
+	select {
+	case r.probe <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-r.probe }()
+	p, ok := r.cfg.Journal.(Prober)
+	delay := 50 * time.Millisecond
+	for ok && r.journalDown.Load() {
+		err := p.Probe(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.m.JournalWriteFailures.Inc()
+		r.log.Debug("journal still cannot be written; taking no messages", "error", r.red.Error(err))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+	if r.journalDown.CompareAndSwap(true, false) {
+		r.m.JournalWritable.Set(1)
+		r.log.Warn("journal can be written again; taking messages")
+	}
+	return nil
+}
+
+// journalFailed marks the journal down after a failed write.
+func (r *Runner) journalFailed(err error) {
+	r.m.JournalWriteFailures.Inc()
+	if r.journalDown.CompareAndSwap(false, true) {
+		r.m.JournalWritable.Set(0)
+		r.log.Error("journal write failed: taking no messages until it can be written; messages in flight are left for redelivery",
+			"error", r.red.Error(err))
+	}
+}
+
+// planProgress is the journal's Progress of one plan, as the runner gives
+// it to the executor: it reports write failures, and it holds the record
+// of the plan's last step instead of writing it, because the message's
+// completion, written next, supersedes it: one journal write per plan
+// instead of two. It writes the held record (flush) when the message is
+// not completed after all (another plan still runs, or the message is
+// requeued). A nil *planProgress is no Progress.
+type planProgress struct {
+	r    *Runner
+	p    Progress
+	last int
+	held actions.Result
+	has  bool
+}
+
+func (pp *planProgress) progress() Progress {
+	if pp == nil {
+		return nil
+	}
+	return pp
+}
+
+// Done implements Progress.
+func (pp *planProgress) Done(i int) (actions.Result, bool) { return pp.p.Done(i) }
+
+// Record implements Progress.
+func (pp *planProgress) Record(i int, res actions.Result) error {
+	if i == pp.last {
+		pp.held, pp.has = res, true
+		return nil
+	}
+	if err := pp.p.Record(i, res); err != nil {
+		pp.r.journalFailed(err)
+		return err
+	}
+	return nil
+}
+
+// flush writes the held record of the last step, if any.
+func (pp *planProgress) flush(ctx context.Context) {
+	if pp == nil || !pp.has {
+		return
+	}
+	pp.has = false
+	if err := pp.p.Record(pp.last, pp.held); err != nil {
+		pp.r.journalFailed(err)
+		pp.r.log.ErrorContext(ctx, "journal write failed", "error", pp.r.red.Error(err))
+	}
 }
 
 // tracker collects the outcomes of one message's plans.
@@ -382,6 +631,7 @@ type tracker struct {
 	pending int32
 	// matched counts the rules whose condition held.
 	matched atomic.Int32
+	keys    []string
 	mu      sync.Mutex
 	err     error
 	worst   Outcome
@@ -397,53 +647,70 @@ func (t *tracker) setErr(err error, o Outcome) {
 
 func (t *tracker) done() bool { return atomic.AddInt32(&t.pending, -1) == 0 }
 
-func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tracker) {
+// finish settles a message once its last plan ended; prog is that plan's
+// progress, whose held record is written when the message is requeued.
+func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress) {
 	t.mu.Lock()
 	worst, err := t.worst, t.err
 	t.mu.Unlock()
 	trace.SpanFromContext(ctx).SetAttributes(AttrPlans.Int(int(t.matched.Load())))
 	if worst == Interrupted {
-		r.settle(ctx, m, ev, "requeued", err)
+		prog.flush(ctx)
+		r.settle(ctx, m, ev, t.keys, "requeued", err)
 		return
 	}
 	if err == nil && t.matched.Load() == 0 {
-		r.unmatched(ctx, m, ev)
+		r.unmatched(ctx, m, ev, t.keys)
 		return
 	}
-	r.settle(ctx, m, ev, "", err)
+	r.settle(ctx, m, ev, t.keys, "", err)
 }
 
-// settle applies the message's fate and logs one line about it. fate ""
-// means: acked on success, per the source's policy on failure.
-func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate string, cause error) {
+// settle applies the message's fate and logs one line about it, then
+// settles the copies parked behind it with the same fate. fate "" means:
+// acked on success, per the source's policy on failure. keys are the
+// entity keys the message is recorded under in the journal; nil records
+// nothing (duplicates: nothing changed).
+func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, keys []string, fate string, cause error) {
 	if fate == "" {
-		fate = "acked"
+		fate = FateAcked
 		if cause != nil && m.DeadLetterOnFailure {
-			fate = "dead_lettered"
+			fate = FateDeadLettered
 		}
 	}
 	// The journal records the message as handled, with its fate, before
 	// the broker hears of it: a redelivery (after a lost ack, or a quick
 	// resend) is then recognised as a duplicate and not run again, and a
-	// dead-lettered one is dead-lettered again (see FateJournal).
-	if fate != "requeued" && ev != nil && ev.ID != "" {
-		var jerr error
-		if fj, ok := r.cfg.Journal.(FateJournal); ok {
-			jerr = fj.CompleteFate(ev.ID, fate)
-		} else {
-			jerr = r.cfg.Journal.Complete(ev.ID)
-		}
-		if jerr != nil {
-			r.log.Error("journal write failed", "id", ev.ID, "error", jerr)
+	// dead-lettered one is dead-lettered again. When the record cannot be
+	// written the message is not acknowledged as if it had been: it is
+	// left for redelivery, and the runner takes no more messages until
+	// the journal can be written (awaitJournal).
+	if fate != "requeued" && keys != nil && ev != nil && ev.ID != "" {
+		if jerr := r.cfg.Journal.Complete(Completion{Source: m.Source, ID: ev.ID, Keys: keys, Fate: fate}); jerr != nil {
+			r.journalFailed(jerr)
+			fate, cause = "requeued", fmt.Errorf("journal write failed, left for redelivery: %w", jerr)
 		}
 	}
+	// The flight ends before the broker hears of the fate: a copy arriving
+	// from now on finds the completion in the journal.
+	var copies []parked
+	if ev != nil && ev.ID != "" {
+		copies = r.land(m, ev)
+	}
+	r.apply(ctx, m, ev, fate, cause, "")
+	r.unpark(copies, ev, fate, cause)
+}
+
+// apply settles m with the broker, counts it and logs one line; handled,
+// when set, replaces the "message handled" of a successful one.
+func (r *Runner) apply(ctx context.Context, m *Message, ev *event.Event, fate string, cause error, handled string) {
 	var err error
 	if m.Settler != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		switch fate {
-		case "acked":
+		case FateAcked:
 			err = m.Settler.Ack(sctx)
-		case "dead_lettered":
+		case FateDeadLettered:
 			reason := "failed"
 			if cause != nil { // it travels in a header (x-eventfn-error): no secrets
 				reason = r.red.Error(cause)
@@ -473,6 +740,8 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, fate s
 		r.log.Warn("message left for redelivery", append(attrs, "error", r.red.Error(cause))...)
 	case cause != nil:
 		r.log.Error("message failed", append(attrs, "error", r.red.Error(cause))...)
+	case handled != "":
+		r.log.Info(handled, attrs...)
 	default:
 		r.log.Info("message handled", attrs...)
 	}
@@ -490,5 +759,5 @@ func (r *Runner) reject(ctx context.Context, m *Message, err error) {
 	r.m.Rejected.WithLabelValues(m.Source, event.Reason(err)).Inc()
 	r.log.Error("message rejected: cannot decode", "source", m.Source, "id", m.ID,
 		"destination", m.Destination, "reason", event.Reason(err), "error", err)
-	r.settle(ctx, m, nil, "", fmt.Errorf("rejected: %w", err))
+	r.settle(ctx, m, nil, nil, "", fmt.Errorf("rejected: %w", err))
 }

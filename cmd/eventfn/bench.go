@@ -58,7 +58,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	prefetch := fs.Int("prefetch", 0, "STOMP prefetch-count (default the source's, 100)")
 	concurrency := fs.Int("concurrency", 0, "runner concurrency (default the rules file's runner.concurrency, else 8)")
 	actionDelay := fs.Duration("action-delay", 0, "make every action take this long (simulated I/O-bound actions)")
-	stateDir := fs.String("state-dir", "", "use the durable bbolt journal in this directory (default in memory)")
+	stateDir := fs.String("state-dir", "", "use the durable journal in this directory (default in memory)")
 	baseline := fs.Bool("baseline", true, "also run the bare consumer")
 	peer := fs.Bool("peer", false, "also run a consumer like the Python site agent's (STOMP; needs Debian's python3-stomp, python3-websocket)")
 	peerAck := fs.String("peer-ack", "auto", "the Python consumer's ack mode: auto (the agent's) or client-individual")

@@ -199,17 +199,13 @@ func buildSource(e *source.Entry, d source.Deps) (runner.Source, error) {
 func openJournal(spec config.RunnerSpec, dir string, logger *slog.Logger) (runner.Journal, error) {
 	if spec.StateDir == "" {
 		logger.Info("journal in memory (set runner.state_dir to keep it across restarts)")
-		maxAge := spec.JournalMaxAge
-		if maxAge <= 0 {
-			maxAge = journal.DefaultMaxAge
-		}
-		return runner.NewMemoryJournal(maxAge, spec.JournalMaxEntries), nil
+		return runner.NewMemoryJournal(spec.DedupWindow, spec.JournalMaxEntries), nil
 	}
 	stateDir := spec.StateDir
 	if !filepath.IsAbs(stateDir) {
 		stateDir = filepath.Join(dir, stateDir)
 	}
-	j, err := journal.Open(stateDir, journal.Options{MaxAge: spec.JournalMaxAge,
+	j, err := journal.Open(stateDir, journal.Options{Window: spec.DedupWindow, MaxAge: spec.JournalMaxAge,
 		MaxEntries: spec.JournalMaxEntries, Logger: logger})
 	if err != nil {
 		return nil, err

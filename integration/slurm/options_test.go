@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/eventfn/eventfn/config"
 	"github.com/eventfn/eventfn/event"
 	"github.com/eventfn/eventfn/rules"
 )
@@ -20,10 +21,11 @@ import (
 // each step of the named rule by step id ("skipped" for skipped steps).
 func renderWith(t *testing.T, settings map[string]any, eventFile, rule string, mocks rules.Mocks) map[string]any {
 	t.Helper()
-	rs, err := rules.Load(rulesFile, rules.Options{})
+	c, err := config.Load(rulesFile, config.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rs := c.Rules
 	vars := map[string]any{}
 	for k, v := range rs.Vars {
 		vars[k] = v

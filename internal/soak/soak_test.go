@@ -58,11 +58,17 @@ const (
 	endDLQ       = "dlq"       // the vhost's dead-letter queue
 )
 
-// effectsScript is the plan's last step and the on_failure step. It logs
-// every attempt ("id log incarnation") to attempts.log, fails as the fate
-// says, and then appends the id to the log unless it is there already,
-// under a lock: a step re-run after a SIGKILL that came between the effect
-// and the journal's record of it has no second effect.
+// effectsScript is the plan's effect step and the on_failure step. It logs
+// every attempt ("id log incarnation") to attempts.log and fails as the
+// fate says. The effect is not idempotent: every successful run appends
+// the id to the effects log (and "id incarnation" to effects.inc), so a
+// step that runs twice takes effect twice. The plan's last step, after
+// it, logs "soak effect recorded ID": the journal had recorded the effect
+// step by then, and a later run of it is a duplicate effect of a recorded
+// step, which the journal must never allow. A re-run of an effect whose
+// record had not been written (a SIGKILL between the effect and its
+// record) is allowed and counted. The on_failure step appends the id
+// unless it is there already, under a lock.
 const effectsScript = `#!/bin/sh
 # effect.sh DIR LOG ID FATE INCARNATION
 set -eu
@@ -74,7 +80,12 @@ flaky) [ "$(grep -c "^$id $log " "$dir/attempts.log")" -ge 2 ] || { echo "soak: 
 esac
 exec 9>>"$dir/$log.lock"
 flock 9
-grep -qxF "$id" "$dir/$log" 2>/dev/null || echo "$id" >> "$dir/$log"
+if [ "$log" = effects ]; then
+  echo "$id" >> "$dir/$log"
+  echo "$id $inc" >> "$dir/$log.inc"
+else
+  grep -qxF "$id" "$dir/$log" 2>/dev/null || echo "$id" >> "$dir/$log"
+fi
 `
 
 type config struct {
@@ -329,6 +340,7 @@ func (s *soak) newProc(name, bin, url string) *proc {
         retry: {attempts: 15, backoff: exponential, initial: 100ms, max: 1s, jitter: 0.2}
       - id: effect
         exec: [sh, "{{ vars.script }}", "{{ vars.dir }}", effects, "{{ id }}", "{{ payload.soak_fate }}", "{{ env.SOAK_INCARNATION }}"]
+      - log: {message: "soak effect recorded {{ id }}"}
 `
 	cfg := fmt.Sprintf(`version: 1
 env: [SOAK_INCARNATION]
@@ -730,7 +742,13 @@ func (s *soak) publish(ctx context.Context, start time.Time) {
 		} else {
 			body, _ = json.Marshal(map[string]any{
 				"soak_seq": seq, "soak_fate": fate, "object_type": typ,
-				"resource_uuid": fmt.Sprintf("%032x", seq%40), "offering_uuid": s.offering,
+				// One key per message: a message's de-duplication key is its
+				// rule's key, and two messages of one key handled in turn make
+				// a redelivery of the first run again by design (it is not
+				// "the same delivery again" once another was handled since),
+				// which the count of duplicate effects below would not tell
+				// from a journal fault.
+				"resource_uuid": fmt.Sprintf("%032x", seq), "offering_uuid": s.offering,
 				"order_uuid": waldurtest.NewUUID(), "order_state": "executing",
 			})
 		}
@@ -917,6 +935,8 @@ func (s *soak) verify(drained time.Duration, idleBefore, idleAfter float64) {
 		case len(got) > 1 || got[p.end] == 0:
 			misplaced++
 			example("%s (%s runner, %s, %s) ended in %v: want %s only", id, p.runner, p.typ, p.fate, got, p.end)
+		case p.end == endEffects:
+			// Not idempotent: judged below from effects.inc.
 		case got[p.end] > 1 && !(p.end == endDLQ && p.sends > 1):
 			// The logs are appended to under a lock and only when the id
 			// is absent: two lines are two effects. Two dead-letter
@@ -955,6 +975,59 @@ func (s *soak) verify(drained time.Duration, idleBefore, idleAfter float64) {
 				reran++
 			}
 		}
+	}
+	// Effects per id, in order, with the incarnation that made each; and
+	// the incarnations that logged the effect step recorded.
+	recorded := map[string]map[string]bool{}
+	logs, _ := filepath.Glob(filepath.Join(s.dir, "runner-*.log"))
+	for _, path := range logs {
+		inc := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "runner-"), ".log")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if _, rest, ok := strings.Cut(line, "soak effect recorded "); ok {
+				id := rest[:strings.IndexFunc(rest+" ", func(r rune) bool { return r == ' ' || r == '"' || r == '\\' })]
+				if recorded[id] == nil {
+					recorded[id] = map[string]bool{}
+				}
+				recorded[id][inc] = true
+			}
+		}
+	}
+	runs := map[string][]string{}
+	b, err = os.ReadFile(filepath.Join(s.dir, endEffects+".inc"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			runs[f[0]] = append(runs[f[0]], f[1])
+		}
+	}
+	dupRecorded, rerunUnrecorded := 0, 0
+	for id, incs := range runs {
+		seenRecorded := false
+		for i, inc := range incs {
+			if i > 0 {
+				if seenRecorded {
+					dupRecorded++
+					example("%s: its effect ran again in %s after a run the journal had recorded (%v)", id, inc, incs)
+				} else {
+					rerunUnrecorded++
+				}
+			}
+			if recorded[id][inc] {
+				seenRecorded = true
+			}
+		}
+	}
+	if dupRecorded > 0 {
+		fail("%d duplicate effects of steps the journal had recorded", dupRecorded)
+	}
+	if len(runs) > 0 && len(recorded) == 0 {
+		fail("no runner logged an effect recorded: the count of duplicate effects of recorded steps would prove nothing")
 	}
 	if missing > 0 {
 		fail("%d messages are nowhere (lost)", missing)
@@ -1031,7 +1104,6 @@ func (s *soak) verify(drained time.Duration, idleBefore, idleAfter float64) {
 
 	// What the runners said they did, from their logs.
 	said := map[string]int{}
-	logs, _ := filepath.Glob(filepath.Join(s.dir, "runner-*.log"))
 	for _, path := range logs {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -1039,7 +1111,8 @@ func (s *soak) verify(drained time.Duration, idleBefore, idleAfter float64) {
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			for _, m := range []string{"plan resumed after its completed steps", "duplicate message skipped",
-				"dead-lettering it again", "settling message failed", "disconnected from broker", "panic"} {
+				"dead-lettering it again", "settling message failed", "disconnected from broker", "panic",
+				"journal write failed", "copy of a message in flight parked"} {
 				if strings.Contains(line, m) {
 					said[m]++
 				}
@@ -1048,6 +1121,9 @@ func (s *soak) verify(drained time.Duration, idleBefore, idleAfter float64) {
 	}
 	if said["panic"] > 0 {
 		fail("%d log lines mention a panic", said["panic"])
+	}
+	if said["journal write failed"] > 0 {
+		fail("%d journal write failures: the recorded-effect count cannot be trusted", said["journal write failed"])
 	}
 
 	total := len(s.order)
@@ -1068,11 +1144,12 @@ func (s *soak) verify(drained time.Duration, idleBefore, idleAfter float64) {
 	fmt.Printf("exactly once    %d missing, %d misplaced, %d more than once\n", missing, misplaced, doubled)
 	fmt.Printf("resumptions     %d messages were handled by more than one crash-runner process; for %d of them the effect step ran again\n",
 		spread, reran)
-	fmt.Printf("                (a SIGKILL between the effect and the journal's record of it; the step is idempotent: no second effect)\n")
-	fmt.Printf("runners logged  %d plans resumed after their completed steps, %d duplicates skipped, %d dead-lettered messages back and dead-lettered again,\n"+
-		"                %d settlements on a connection already gone (redelivered), %d disconnections\n",
-		said["plan resumed after its completed steps"], said["duplicate message skipped"], said["dead-lettering it again"],
-		said["settling message failed"], said["disconnected from broker"])
+	fmt.Printf("effects         not idempotent: %d of %d ids logged recorded; %d duplicate effects of steps the journal had recorded; %d re-runs of effects it had not recorded yet\n"+
+		"                (a SIGKILL between the effect and the journal's record of it)\n", len(recorded), len(runs), dupRecorded, rerunUnrecorded)
+	fmt.Printf("runners logged  %d plans resumed after their completed steps, %d duplicates skipped, %d copies parked behind their in-flight original,\n"+
+		"                %d dead-lettered messages back and dead-lettered again, %d settlements on a connection already gone (redelivered), %d disconnections\n",
+		said["plan resumed after its completed steps"], said["duplicate message skipped"], said["copy of a message in flight parked"],
+		said["dead-lettering it again"], said["settling message failed"], said["disconnected from broker"])
 	fmt.Printf("chaos           %d connection closes (%d failed), %d SIGKILLs (%d crash-runner processes), %d webhook stalls (%d requests held)\n",
 		s.closes.Load(), s.closeErrs.Load(), s.kills.Load(), s.kills.Load()+1, s.hook.stalls(s.cfg.duration), s.hook.stalledReqs.Load())
 	fmt.Printf("drain           %s after publishing stopped; deepest work queue during the run: %d (x-max-length 10000)\n",

@@ -220,8 +220,11 @@ rules:
       - record: "{{ payload.n }}"
 `)
 			const first, second = 60, 40
+			// Each message is about its own resource, as Waldur's are: a copy
+			// redelivered after the close is then "the same delivery again"
+			// for the journal (de-duplication is by entity).
 			for i := range first { // a backlog: most of it is in flight when the broker closes
-				s.b.Publish(s.vhost, q, payload(t, map[string]any{"n": i}))
+				s.b.Publish(s.vhost, q, payload(t, map[string]any{"n": i, "resource_uuid": fmt.Sprint("r", i)}))
 			}
 			m := runner.NewMetrics()
 			spec := s.spec(tc.url)
@@ -235,7 +238,7 @@ rules:
 			rec.waitN(t, 10, 20*time.Second)
 			s.b.CloseConnections(s.vhost)
 			for i := first; i < first+second; i++ {
-				s.b.Publish(s.vhost, q, payload(t, map[string]any{"n": i}))
+				s.b.Publish(s.vhost, q, payload(t, map[string]any{"n": i, "resource_uuid": fmt.Sprint("r", i)}))
 			}
 			brokertest.WaitFor(t, 30*time.Second, "every message handled", func() bool {
 				return len(rec.counts()) == first+second
@@ -296,8 +299,10 @@ rules:
 	if d := testutil.ToFloat64(m.Duplicates.WithLabelValues("broker", "order")); d != 1 {
 		t.Errorf("duplicates = %v, want 1", d)
 	}
-	if !strings.Contains(logs.String(), "duplicate message skipped") {
-		t.Error("no log line about the skipped duplicate")
+	// The copy is skipped (the first copy had settled) or parked until the
+	// first settles (it was still in flight): either way it runs nothing.
+	if l := logs.String(); !strings.Contains(l, "duplicate message skipped") && !strings.Contains(l, "in flight parked") {
+		t.Error("no log line about the skipped or parked copy")
 	}
 	rr.stop(t)
 	if msgs := s.b.Peek(s.vhost, s.queues[waldur.TypeOrder], 10); len(msgs) > 0 {

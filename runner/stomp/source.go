@@ -113,7 +113,6 @@ type Source struct {
 
 	mu       sync.Mutex
 	sessions []*session
-	inflight map[string]chan struct{} // x-message-id → closed when settled
 	stopping bool
 	lastErr  error
 
@@ -155,10 +154,9 @@ func newSource(cfg Config) *Source {
 		cfg.Logger = slog.Default()
 	}
 	return &Source{
-		cfg:      cfg,
-		log:      cfg.Logger.With("source", cfg.Name),
-		q:        newFIFO[*received](),
-		inflight: map[string]chan struct{}{},
+		cfg: cfg,
+		log: cfg.Logger.With("source", cfg.Name),
+		q:   newFIFO[*received](),
 	}
 }
 
@@ -313,42 +311,20 @@ func (s *Source) deliverLoop(ctx context.Context, deliver runner.Deliver) {
 	}
 }
 
-// admit waits until no other copy of message id is in flight, then marks
-// it in flight. It reports false when ctx ended first.
-func (s *Source) admit(ctx context.Context, id string) bool {
-	for {
-		s.mu.Lock()
-		busy, ok := s.inflight[id]
-		if id == "" || !ok {
-			if id != "" {
-				s.inflight[id] = make(chan struct{})
-			}
-			s.outstanding.Add()
-			s.mu.Unlock()
-			return true
-		}
-		s.mu.Unlock()
-		s.log.Debug("another copy of this message is in flight; waiting for it to settle", "id", id)
-		select {
-		case <-busy:
-		case <-ctx.Done():
-			return false
-		}
+// admit counts a message as delivered and not yet settled (drain waits
+// for them). A second copy of a message in flight is not held back here:
+// the runner parks it until the first copy settles and gives it the same
+// fate, so other messages keep flowing (no head-of-line blocking).
+func (s *Source) admit(ctx context.Context, _ string) bool {
+	if ctx.Err() != nil {
+		return false
 	}
+	s.outstanding.Add()
+	return true
 }
 
 // released marks a delivered message settled.
-func (s *Source) released(id string) {
-	s.mu.Lock()
-	if id != "" {
-		if ch, ok := s.inflight[id]; ok {
-			close(ch)
-			delete(s.inflight, id)
-		}
-	}
-	s.mu.Unlock()
-	s.outstanding.Done()
-}
+func (s *Source) released(string) { s.outstanding.Done() }
 
 // drain waits until every delivered message is settled, up to DrainTimeout.
 func (s *Source) drain() {
