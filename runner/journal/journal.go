@@ -175,7 +175,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil { //nolint:gosec // the state directory is runner.state_dir, from the trusted rules file
 		return nil, fmt.Errorf("journal: state directory: %w", err)
 	}
 	j := &Journal{opts: opts, log: opts.Logger, dir: dir, path: filepath.Join(dir, FileName),
@@ -189,7 +189,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		j.lock.Close()
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, oldBoltName)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, oldBoltName)); err == nil { //nolint:gosec // under runner.state_dir, from the trusted rules file
 		j.log.Warn("journal: "+filepath.Join(dir, oldBoltName)+" is the journal of an earlier eventfn and is no longer read (remove it)",
 			"journal", j.path)
 	}
