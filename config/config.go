@@ -162,11 +162,30 @@ func Parse(path string, src []byte, opts Options) (*Config, error) {
 		}
 		l.errs = append(l.errs, el...)
 	}
+	if rs != nil && c.Waldur.APIURL == "" {
+		l.errs = append(l.errs, waldurStepsWithoutSection(rs)...)
+	}
 	if len(l.errs) > 0 {
 		return nil, sorted(l.errs)
 	}
 	c.Rules = rs
 	return c, nil
+}
+
+// waldurStepsWithoutSection reports the waldur steps of a file that has no
+// waldur: section: run would build no client, and each would fail on its
+// first event.
+func waldurStepsWithoutSection(rs *rules.Ruleset) rules.ErrorList {
+	var out rules.ErrorList
+	for _, r := range rs.Rules {
+		for _, s := range slices.Concat(r.Steps, r.OnFailure) {
+			if s.Kind == "waldur" {
+				out = append(out, rules.Error{Pos: s.Pos, Rule: r.Name,
+					Msg: "a waldur step needs the waldur: section (api_url, and token_file or token_env)"})
+			}
+		}
+	}
+	return out
 }
 
 // sources reads the sources: section: each entry's kind from its url

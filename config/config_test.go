@@ -226,3 +226,22 @@ func TestStaticChanges(t *testing.T) {
 		t.Errorf("changes = %v (a source moved, not changed)", got)
 	}
 }
+
+// A waldur step in a file without a waldur: section would fail on every
+// event under run: validate says so at the step.
+func TestWaldurStepNeedsTheSection(t *testing.T) {
+	const steps = `rules:
+  - name: w
+    on: order
+    steps: [{log: hi}]
+    on_failure:
+      - waldur: {path: "marketplace-orders/x/set_state_erred/", body: {}}
+`
+	_, err := Parse("eventfn.yaml", []byte("version: 1\n"+steps), Options{})
+	if err == nil || !strings.Contains(err.Error(), `eventfn.yaml:7:9: rule "w": a waldur step needs the waldur: section`) {
+		t.Fatalf("error = %v", err)
+	}
+	if _, err := Parse("eventfn.yaml", []byte("version: 1\nwaldur: {api_url: \"https://w.example/api/\", token_env: T}\n"+steps), Options{}); err != nil {
+		t.Fatalf("with the section: %v", err)
+	}
+}
