@@ -602,6 +602,11 @@ func (h *HTTP) Run(ctx context.Context, deliver runner.Deliver) error {
 		ErrorLog: slog.NewLogLogger(h.logger().Handler(), slog.LevelDebug)}
 	h.ready.Store(true)
 	defer h.ready.Store(false)
+	scheme := "http"
+	if h.cfg.TLS.CertFile != "" {
+		scheme = "https"
+	}
+	h.logger().Info("http source listening", "source", h.SourceName, "url", scheme+"://"+ln.Addr().String()+h.Path)
 	errc := make(chan error, 1)
 	go func() {
 		if h.cfg.TLS.CertFile != "" {
