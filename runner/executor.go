@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,7 +119,10 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 			return res
 		}
 		if err != nil && !s.ContinueOnError {
-			res.Outcome, res.Err = Failed, fmt.Errorf("step %s: %w", s.Label(), err)
+			res.Outcome, res.Err = Failed, err
+			if !strings.HasPrefix(err.Error(), "step "+s.Label()+": ") { // a render error names its step already
+				res.Err = fmt.Errorf("step %s: %w", s.Label(), err)
+			}
 			x.Metrics.StepFailures.WithLabelValues(s.Kind).Inc()
 			x.onFailure(ctx, plan, env, res.Err, &req)
 			return res
