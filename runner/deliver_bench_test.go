@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"go.opentelemetry.io/otel/trace/noop"
 	"io"
 	"log/slog"
 	"runtime"
@@ -98,7 +99,9 @@ func BenchmarkDeliver(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			logger := slog.New(c.handler)
-			r := New(Config{Rules: rs, Logger: logger, Concurrency: 8,
+			// The no-op provider, as `eventfn run` has without OTEL_*:
+			// no span is made (see TestNoopTracingStillPropagates).
+			r := New(Config{Rules: rs, Logger: logger, Concurrency: 8, TracerProvider: noop.NewTracerProvider(),
 				Actions: actions.Standard(actions.Options{Logger: slog.New(slog.DiscardHandler)})})
 			ctx := context.Background()
 			var acked, failed, want atomic.Int64
