@@ -93,6 +93,9 @@ type Options struct {
 	// Concurrency is the runner's (0: the rules file's runner.concurrency,
 	// else 8).
 	Concurrency int
+	// PayloadBytes, when > 0, grows each order's payload to about this
+	// many bytes (an attributes object of 64-byte fields).
+	PayloadBytes int
 	// ActionDelay makes every action take this long (a simulated I/O-bound
 	// action), to show how throughput scales with Concurrency.
 	ActionDelay time.Duration
@@ -198,7 +201,9 @@ type Report struct {
 	RuleCount   int     `json:"rule_count"`
 	Journal     string  `json:"journal"`
 	ActionDelay string  `json:"action_delay,omitempty"`
-	Machine     Machine `json:"machine"`
+	// PayloadBytes is the size of each message's payload.
+	PayloadBytes int     `json:"payload_bytes"`
+	Machine      Machine `json:"machine"`
 	// LoadStart and LoadEnd are the machine's 1-minute load average when
 	// the benchmark started and ended: other work on a shared machine.
 	LoadStart float64       `json:"load_start"`
@@ -316,6 +321,7 @@ func (d *driver) newReport(cfg *config.Config) *Report {
 	rep := &Report{Mode: "drain", URL: o.URL, Count: o.Count, Machine: machine(), RuleCount: len(cfg.Rules.Rules),
 		Rules: o.Rules, Journal: "memory", Concurrency: o.Concurrency, LoadStart: loadAverage()}
 	rep.Transport, _, _ = strings.Cut(o.URL, "://")
+	rep.PayloadBytes = len(newGenerator(benchOffering).withPad(o.PayloadBytes).body(0, time.Now()))
 	if o.Rate > 0 {
 		rep.Mode, rep.Rate, rep.DurationS, rep.Count = "rate", o.Rate, o.Duration.Seconds(), d.count()
 	}
@@ -446,7 +452,7 @@ func (d *driver) send(ctx context.Context, t target, n int, perSecond float64) (
 	if vhost == "" {
 		vhost = "/"
 	}
-	return sendAll(ctx, p, newGenerator(benchOffering), vhost, t.dest, n, perSecond)
+	return sendAll(ctx, p, newGenerator(benchOffering).withPad(d.o.PayloadBytes), vhost, t.dest, n, perSecond)
 }
 
 // proc is a consumer process.

@@ -116,3 +116,24 @@ func TestPublishedAt(t *testing.T) {
 		t.Error("publishedAt of a payload without it")
 	}
 }
+
+// The padded payload is valid JSON of about the size asked for, with the
+// order's own fields first.
+func TestPaddedBody(t *testing.T) {
+	for _, n := range []int{0, 250, 10 << 10, 1_000_000} {
+		b := newGenerator(benchOffering).withPad(n).body(7, time.Now())
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("pad %d: %v", n, err)
+		}
+		if v["order_state"] != "executing" || v[fieldSeq] != float64(7) {
+			t.Errorf("pad %d: order fields lost: %.80s", n, b)
+		}
+		if n > 0 && (len(b) > n || len(b) < n-64) {
+			t.Errorf("pad %d: %d bytes", n, len(b))
+		}
+		if _, ok := publishedAt(b); !ok {
+			t.Errorf("pad %d: publish time not first", n)
+		}
+	}
+}

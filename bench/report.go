@@ -34,6 +34,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.ActionDelay != "" {
 		fmt.Fprintf(&b, ", every action takes %s", r.ActionDelay)
 	}
+	fmt.Fprintf(&b, ", payload %d B", r.PayloadBytes)
 	b.WriteString("\n")
 	if r.Mode == "drain" {
 		fmt.Fprintf(&b, "drain: %d order events pre-filled, then consumed\n\n", r.Count)
