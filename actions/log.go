@@ -36,10 +36,15 @@ func (l *Log) Run(ctx context.Context, req Request) (Result, error) {
 	default:
 		return nil, Permanent(fmt.Errorf("log: level %q: want debug, info, warn or error", p.Level))
 	}
-	attrs := []slog.Attr{slog.String("rule", req.Rule), slog.String("type", req.Type)}
-	for k, v := range p.Fields {
-		attrs = append(attrs, slog.Any(k, v))
+	// A level the logger drops (a debug step under an info logger) costs
+	// no attributes.
+	if l.Logger.Enabled(ctx, lvl) {
+		attrs := make([]slog.Attr, 0, 2+len(p.Fields))
+		attrs = append(attrs, slog.String("rule", req.Rule), slog.String("type", req.Type))
+		for k, v := range p.Fields {
+			attrs = append(attrs, slog.Any(k, v))
+		}
+		l.Logger.LogAttrs(ctx, lvl, p.Message, attrs...)
 	}
-	l.Logger.LogAttrs(ctx, lvl, p.Message, attrs...)
 	return Result{"message": p.Message}, nil
 }

@@ -56,26 +56,59 @@ type Attempt struct {
 // Do runs fn under the policy: each attempt gets its own timeout (when
 // timeout > 0); a failure is retried while Retryable(err) holds and attempts
 // remain. onAttempt, when not nil, is told of every attempt.
+//
+// The first attempt runs fn directly, without the retry loop and its
+// backoff schedule (made only when a retry is due), and a step without a
+// timeout runs fn in ctx itself, without a context and timer of its own.
 func Do(ctx context.Context, p RetryPolicy, timeout time.Duration, fn func(ctx context.Context, attempt int) (Result, error), onAttempt func(Attempt)) (Result, error) {
 	var res Result
 	n := 0
-	err := retry.Do(ctx, backoff(p), func(ctx context.Context) error {
+	attempt := func(ctx context.Context) error {
 		n++
-		actx, cancel := ctx, context.CancelFunc(func() {})
+		actx, cancel := ctx, context.CancelFunc(nil)
 		if timeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, timeout)
 		}
 		start := time.Now()
 		r, err := fn(actx, n)
-		timedOut := actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
-		cancel()
-		if err != nil && timedOut {
-			err = &TimeoutError{After: timeout, Err: err}
+		if cancel != nil {
+			timedOut := actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+			cancel()
+			if err != nil && timedOut {
+				err = &TimeoutError{After: timeout, Err: err}
+			}
 		}
 		if onAttempt != nil {
 			onAttempt(Attempt{Number: n, Err: err, Duration: time.Since(start)})
 		}
 		res = r
+		return err
+	}
+	// The first attempt runs before any retry machinery is made: most
+	// steps succeed at once, and the backoff schedule (a few allocations)
+	// is built only when a retry is due. This is what retry.Do does: stop
+	// once ctx has ended, else try; on a retryable failure take the next
+	// delay, wait it out (or ctx), try again.
+	if err := context.Cause(ctx); err != nil {
+		return res, err
+	}
+	err := attempt(ctx)
+	if err == nil || p.Attempts <= 1 || !Retryable(err) || ctx.Err() != nil {
+		return res, err
+	}
+	b := backoff(p)
+	next, stop := b.Next()
+	if stop {
+		return res, err
+	}
+	t := time.NewTimer(next)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+	case <-t.C:
+	}
+	err = retry.Do(ctx, b, func(ctx context.Context) error {
+		err := attempt(ctx)
 		if err != nil && Retryable(err) && ctx.Err() == nil {
 			return retry.RetryableError(err)
 		}

@@ -93,6 +93,9 @@ type Options struct {
 	// Concurrency is the runner's (0: the rules file's runner.concurrency,
 	// else 8).
 	Concurrency int
+	// PayloadBytes, when > 0, grows each order's payload to about this
+	// many bytes (an attributes object of 64-byte fields).
+	PayloadBytes int
 	// ActionDelay makes every action take this long (a simulated I/O-bound
 	// action), to show how throughput scales with Concurrency.
 	ActionDelay time.Duration
@@ -139,6 +142,11 @@ type ConsumerRun struct {
 	// CPU time of the consumer process in that window.
 	CPUSeconds  float64 `json:"cpu_seconds"`
 	CPUPerMsgUS float64 `json:"cpu_per_message_us"`
+	// Go heap allocations per message in that window (count and bytes,
+	// from runtime.MemStats in the consumer process; 0 for the Python
+	// peer).
+	AllocsPerMsg     float64 `json:"allocs_per_message,omitempty"`
+	AllocBytesPerMsg float64 `json:"alloc_bytes_per_message,omitempty"`
 	// Resident set size when connected and subscribed, at the end, and at
 	// its peak (VmHWM: the process's lifetime).
 	RSSReadyMiB float64 `json:"rss_ready_mib"`
@@ -161,15 +169,22 @@ type ConsumerRun struct {
 	SettleErrors int            `json:"settle_errors,omitempty"`
 }
 
-// Summary is the median of a role's runs (the peak RSS: the largest).
+// Summary is the median of a role's runs (the peak RSS: the largest),
+// with the smallest and largest throughput and CPU per message.
 type Summary struct {
-	Runs        int      `json:"runs"`
-	Throughput  float64  `json:"throughput"`
-	CPUPerMsgUS float64  `json:"cpu_per_message_us"`
-	RSSReadyMiB float64  `json:"rss_ready_mib"`
-	RSSPeakMiB  float64  `json:"rss_peak_mib"`
-	StartupMS   float64  `json:"startup_ms"`
-	Latency     *Latency `json:"latency,omitempty"`
+	Runs             int      `json:"runs"`
+	Throughput       float64  `json:"throughput"`
+	ThroughputMin    float64  `json:"throughput_min"`
+	ThroughputMax    float64  `json:"throughput_max"`
+	CPUPerMsgUS      float64  `json:"cpu_per_message_us"`
+	CPUPerMsgUSMin   float64  `json:"cpu_per_message_us_min"`
+	CPUPerMsgUSMax   float64  `json:"cpu_per_message_us_max"`
+	AllocsPerMsg     float64  `json:"allocs_per_message,omitempty"`
+	AllocBytesPerMsg float64  `json:"alloc_bytes_per_message,omitempty"`
+	RSSReadyMiB      float64  `json:"rss_ready_mib"`
+	RSSPeakMiB       float64  `json:"rss_peak_mib"`
+	StartupMS        float64  `json:"startup_ms"`
+	Latency          *Latency `json:"latency,omitempty"`
 }
 
 // Report is what a benchmark found.
@@ -186,7 +201,9 @@ type Report struct {
 	RuleCount   int     `json:"rule_count"`
 	Journal     string  `json:"journal"`
 	ActionDelay string  `json:"action_delay,omitempty"`
-	Machine     Machine `json:"machine"`
+	// PayloadBytes is the size of each message's payload.
+	PayloadBytes int     `json:"payload_bytes"`
+	Machine      Machine `json:"machine"`
 	// LoadStart and LoadEnd are the machine's 1-minute load average when
 	// the benchmark started and ended: other work on a shared machine.
 	LoadStart float64       `json:"load_start"`
@@ -304,6 +321,7 @@ func (d *driver) newReport(cfg *config.Config) *Report {
 	rep := &Report{Mode: "drain", URL: o.URL, Count: o.Count, Machine: machine(), RuleCount: len(cfg.Rules.Rules),
 		Rules: o.Rules, Journal: "memory", Concurrency: o.Concurrency, LoadStart: loadAverage()}
 	rep.Transport, _, _ = strings.Cut(o.URL, "://")
+	rep.PayloadBytes = len(newGenerator(benchOffering).withPad(o.PayloadBytes).body(0, time.Now()))
 	if o.Rate > 0 {
 		rep.Mode, rep.Rate, rep.DurationS, rep.Count = "rate", o.Rate, o.Duration.Seconds(), d.count()
 	}
@@ -401,6 +419,8 @@ func (d *driver) runOne(ctx context.Context, role string, round int) (ConsumerRu
 	}
 	if res.Settled > 0 {
 		run.CPUPerMsgUS = res.CPUSeconds / float64(res.Settled) * 1e6
+		run.AllocsPerMsg = float64(res.Mallocs) / float64(res.Settled)
+		run.AllocBytesPerMsg = float64(res.AllocBytes) / float64(res.Settled)
 	}
 	run.RSSReadyMiB, run.RSSEndMiB, run.RSSPeakMiB = mib(res.RSSReady), mib(res.RSSEnd), mib(res.RSSPeak)
 	run.Latency = res.Latency
@@ -432,7 +452,7 @@ func (d *driver) send(ctx context.Context, t target, n int, perSecond float64) (
 	if vhost == "" {
 		vhost = "/"
 	}
-	return sendAll(ctx, p, newGenerator(benchOffering), vhost, t.dest, n, perSecond)
+	return sendAll(ctx, p, newGenerator(benchOffering).withPad(d.o.PayloadBytes), vhost, t.dest, n, perSecond)
 }
 
 // proc is a consumer process.
@@ -598,10 +618,18 @@ func (r *Report) summarize() {
 			return median(v)
 		}
 		s := &Summary{Runs: len(runs),
-			Throughput:  med(func(r ConsumerRun) float64 { return r.Throughput }),
-			CPUPerMsgUS: med(func(r ConsumerRun) float64 { return r.CPUPerMsgUS }),
-			RSSReadyMiB: med(func(r ConsumerRun) float64 { return r.RSSReadyMiB }),
-			StartupMS:   med(func(r ConsumerRun) float64 { return r.StartupMS }),
+			Throughput:       med(func(r ConsumerRun) float64 { return r.Throughput }),
+			CPUPerMsgUS:      med(func(r ConsumerRun) float64 { return r.CPUPerMsgUS }),
+			AllocsPerMsg:     med(func(r ConsumerRun) float64 { return r.AllocsPerMsg }),
+			AllocBytesPerMsg: med(func(r ConsumerRun) float64 { return r.AllocBytesPerMsg }),
+			RSSReadyMiB:      med(func(r ConsumerRun) float64 { return r.RSSReadyMiB }),
+			StartupMS:        med(func(r ConsumerRun) float64 { return r.StartupMS }),
+		}
+		s.ThroughputMin, s.ThroughputMax = runs[0].Throughput, runs[0].Throughput
+		s.CPUPerMsgUSMin, s.CPUPerMsgUSMax = runs[0].CPUPerMsgUS, runs[0].CPUPerMsgUS
+		for _, run := range runs[1:] {
+			s.ThroughputMin, s.ThroughputMax = min(s.ThroughputMin, run.Throughput), max(s.ThroughputMax, run.Throughput)
+			s.CPUPerMsgUSMin, s.CPUPerMsgUSMax = min(s.CPUPerMsgUSMin, run.CPUPerMsgUS), max(s.CPUPerMsgUSMax, run.CPUPerMsgUS)
 		}
 		for _, run := range runs {
 			s.RSSPeakMiB = max(s.RSSPeakMiB, run.RSSPeakMiB)

@@ -56,6 +56,9 @@ func TestTinyBench(t *testing.T) {
 		if run.Messages != 200 || run.Throughput <= 0 || run.CPUSeconds <= 0 || run.RSSPeakMiB <= 0 || run.StartupMS <= 0 {
 			t.Errorf("%s run incomplete: %+v", run.Role, run)
 		}
+		if run.AllocsPerMsg <= 0 || run.AllocBytesPerMsg <= 0 {
+			t.Errorf("%s run: allocations per message not reported: %+v", run.Role, run)
+		}
 		if run.Role == RoleEventfn {
 			if run.Plans["success"] != 200 || run.Unmatched+run.Rejected+run.RuleErrors+run.SettleErrors != 0 {
 				t.Errorf("eventfn did not run the order rule once per message: %+v", run)
@@ -65,11 +68,14 @@ func TestTinyBench(t *testing.T) {
 			}
 		}
 	}
+	if e := rep.Eventfn; e.ThroughputMin > e.Throughput || e.Throughput > e.ThroughputMax || e.CPUPerMsgUSMin > e.CPUPerMsgUSMax {
+		t.Errorf("summary: median outside [min, max]: %+v", e)
+	}
 	if rep.Ratio <= 0 || rep.Machine.Broker == "" || rep.RuleCount == 0 {
 		t.Errorf("report: ratio %v, broker %q, rules %d", rep.Ratio, rep.Machine.Broker, rep.RuleCount)
 	}
 	var text bytes.Buffer
-	if err := rep.WriteText(&text); err != nil || !strings.Contains(text.String(), "ratio") {
+	if err := rep.WriteText(&text); err != nil || !strings.Contains(text.String(), "ratio") || !strings.Contains(text.String(), "allocs/msg") {
 		t.Errorf("text report (%v):\n%s", err, text.String())
 	}
 	if _, err := json.Marshal(rep); err != nil {
@@ -108,5 +114,26 @@ func TestPublishedAt(t *testing.T) {
 	}
 	if _, ok := publishedAt([]byte(`{"order_uuid":"x"}`)); ok {
 		t.Error("publishedAt of a payload without it")
+	}
+}
+
+// The padded payload is valid JSON of about the size asked for, with the
+// order's own fields first.
+func TestPaddedBody(t *testing.T) {
+	for _, n := range []int{0, 250, 10 << 10, 1_000_000} {
+		b := newGenerator(benchOffering).withPad(n).body(7, time.Now())
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("pad %d: %v", n, err)
+		}
+		if v["order_state"] != "executing" || v[fieldSeq] != float64(7) {
+			t.Errorf("pad %d: order fields lost: %.80s", n, b)
+		}
+		if n > 0 && (len(b) > n || len(b) < n-64) {
+			t.Errorf("pad %d: %d bytes", n, len(b))
+		}
+		if _, ok := publishedAt(b); !ok {
+			t.Errorf("pad %d: publish time not first", n)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -100,11 +101,15 @@ type result struct {
 	SettleErrors int `json:"settle_errors"`
 	// Seconds runs from the receipt of the first message to the settling
 	// of the last; CPUSeconds is the process's CPU time in that window.
-	Seconds    float64  `json:"seconds"`
-	CPUSeconds float64  `json:"cpu_seconds"`
-	RSSReady   int64    `json:"rss_ready_bytes"`
-	RSSEnd     int64    `json:"rss_end_bytes"`
-	RSSPeak    int64    `json:"rss_peak_bytes"`
+	Seconds    float64 `json:"seconds"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	RSSReady   int64   `json:"rss_ready_bytes"`
+	RSSEnd     int64   `json:"rss_end_bytes"`
+	RSSPeak    int64   `json:"rss_peak_bytes"`
+	// Mallocs and AllocBytes are the Go heap allocations (count, bytes;
+	// runtime.MemStats) in the same window.
+	Mallocs    uint64   `json:"mallocs,omitempty"`
+	AllocBytes uint64   `json:"alloc_bytes,omitempty"`
 	Latency    *Latency `json:"latency,omitempty"`
 	// eventfn only: plans by outcome, and messages that ran no plan.
 	Plans      map[string]int `json:"plans,omitempty"`
@@ -132,9 +137,12 @@ type meter struct {
 	firstCPU atomic.Int64
 	last     time.Time // set before done is closed
 	lastCPU  time.Duration
-	lat      histogram
-	done     chan struct{}
-	once     sync.Once
+	// Go heap counters at the first receipt and at the last settlement.
+	firstMem, lastMem runtime.MemStats
+	memMu             sync.Mutex
+	lat               histogram
+	done              chan struct{}
+	once              sync.Once
 }
 
 func newMeter(want int) *meter { return &meter{want: int64(want), done: make(chan struct{})} }
@@ -143,6 +151,9 @@ func newMeter(want int) *meter { return &meter{want: int64(want), done: make(cha
 func (m *meter) received(at time.Time) {
 	if m.first.Load() == 0 && m.first.CompareAndSwap(0, at.UnixNano()) {
 		m.firstCPU.Store(int64(cpuTime()))
+		m.memMu.Lock()
+		runtime.ReadMemStats(&m.firstMem) // once per run: its stop-the-world is negligible
+		m.memMu.Unlock()
 	}
 }
 
@@ -154,6 +165,9 @@ func (m *meter) settle(ok bool) {
 	if m.settled.Add(1) == m.want {
 		m.once.Do(func() {
 			m.last, m.lastCPU = time.Now(), cpuTime()
+			m.memMu.Lock()
+			runtime.ReadMemStats(&m.lastMem)
+			m.memMu.Unlock()
 			close(m.done)
 		})
 	}
@@ -168,6 +182,10 @@ func (m *meter) fill(r *result) {
 		if f := m.first.Load(); f != 0 {
 			r.Seconds = m.last.Sub(time.Unix(0, f)).Seconds()
 			r.CPUSeconds = (m.lastCPU - time.Duration(m.firstCPU.Load())).Seconds()
+			m.memMu.Lock()
+			r.Mallocs = m.lastMem.Mallocs - m.firstMem.Mallocs
+			r.AllocBytes = m.lastMem.TotalAlloc - m.firstMem.TotalAlloc
+			m.memMu.Unlock()
 		}
 	default:
 	}

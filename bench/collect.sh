@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Collects every figure of BENCHMARKS.md: the `eventfn bench` runs against the loopback brokers
-# (scripts/test-env.sh starts them) and the Go benchmarks. About 15 minutes of machine time.
+# (scripts/test-env.sh starts them) and the Go benchmarks. About 30 minutes of machine time.
 #
 #   bash bench/collect.sh [OUT_DIR [SECTION...]]   # default /tmp/eventfn-bench, every section
 #
-# Sections: drain journal rate rules concurrency go (run some again when the machine was busy).
+# Sections: drain rate rules concurrency payload peer go (run some again when the machine was busy).
 #
 # Each bench run writes OUT_DIR/NAME.txt (the report) and OUT_DIR/NAME.json; the Go benchmarks
 # go to OUT_DIR/go-bench.txt. Run it on a machine that is otherwise idle: every report records
-# the load average at its start and end.
+# the load average at its start and end, and OUT_DIR/load.log the load and the busiest other
+# processes before each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/eventfn-bench}
 shift || true
-SECTIONS=${*:-drain journal rate rules concurrency go}
+SECTIONS=${*:-drain rate rules concurrency payload peer go}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 go build -o "$OUT/eventfn" ./cmd/eventfn
@@ -27,6 +28,10 @@ run() { # NAME ARGS...: one `eventfn bench` run
 	local name=$1
 	shift
 	local t0=$SECONDS
+	{
+		echo "== $name $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)"
+		ps -eo pcpu=,comm= --sort=-pcpu | head -3
+	} >>"$OUT/load.log"
 	if "$E" bench "$@" --json-file "$OUT/$name.json" >"$OUT/$name.txt" 2>"$OUT/$name.err"; then
 		echo "$name: $((SECONDS - t0))s"
 	else
@@ -51,40 +56,49 @@ rules() {
 	} >"$1"
 }
 
-# 1. Throughput ratio per transport and prefetch (drain of 20,000 messages, 3 rounds each).
+# 1. Drains of 20,000 messages, 3 rounds each, on every transport × prefetch 10/100/500 × the
+# in-memory and the durable journal (a fresh state directory each run). MQTT's prefetch is the
+# broker's (RabbitMQ mqtt.prefetch, 10 here): --prefetch does not apply to it.
 if want drain; then
-	for pf in 10 100 500; do
-		run drain-stomp-p$pf --to $STOMP --count 20000 --prefetch $pf --rounds 3
-		run drain-stompws-p$pf --to $WSTOMP --count 20000 --prefetch $pf --rounds 3
+	for j in mem dur; do
+		for pf in 10 100 500; do
+			for t in stomp stompws; do
+				url=$STOMP
+				[[ $t == stompws ]] && url=$WSTOMP
+				state=()
+				if [[ $j == dur ]]; then
+					rm -rf "$OUT/state"
+					state=(--state-dir "$OUT/state")
+				fi
+				run drain-$t-p$pf-$j --to $url --count 20000 --prefetch $pf --rounds 3 "${state[@]}"
+			done
+		done
+		for t in mqtt mqttws; do
+			url=$MQTT
+			[[ $t == mqttws ]] && url=$WMQTT
+			state=()
+			if [[ $j == dur ]]; then
+				rm -rf "$OUT/state"
+				state=(--state-dir "$OUT/state")
+			fi
+			run drain-$t-$j --to $url --count 20000 --rounds 3 "${state[@]}"
+		done
 	done
-	run drain-mqtt --to $MQTT --count 20000 --rounds 3
-	run drain-mqttws --to $WMQTT --count 20000 --rounds 3
 fi
 
-# 2. The durable journal (runner.state_dir): default concurrency, then more.
-if want journal; then
-	rm -rf "$OUT/state"
-	run drain-stomp-bbolt --to $STOMP --count 20000 --rounds 3 --state-dir "$OUT/state"
-	rm -rf "$OUT/state"
-	run drain-stomp-bbolt-c128 --to $STOMP --count 20000 --prefetch 500 --concurrency 128 --state-dir "$OUT/state"
-fi
-
-# 3. Latency and memory at 100, 1,000 and 5,000 msg/s (10 s), on each transport at 1,000.
+# 2. Latency: publish → action start at 1,000 msg/s for 10 s with the durable journal on every
+# transport, the bare consumer (publish → receipt) in the same invocation.
 if want rate; then
-	for r in 100 1000 5000; do
-		run rate-stompws-$r --to $WSTOMP --rate $r --duration 10s
+	for t in stomp stompws mqtt mqttws; do
+		case $t in
+		stomp) url=$STOMP ;; stompws) url=$WSTOMP ;; mqtt) url=$MQTT ;; mqttws) url=$WMQTT ;;
+		esac
+		rm -rf "$OUT/state"
+		run rate-$t-1000-dur --to $url --rate 1000 --duration 10s --state-dir "$OUT/state"
 	done
-	run rate-stomp-1000 --to $STOMP --rate 1000 --duration 10s
-	run rate-mqtt-1000 --to $MQTT --rate 1000 --duration 10s
-	run rate-mqttws-1000 --to $WMQTT --rate 1000 --duration 10s
-	# Longer at 5,000 msg/s: the in-memory journal fills (100,000 ids by default), then with 10,000.
-	run rate-stompws-5000-30s --to $WSTOMP --rate 5000 --duration 30s
-	run rate-stompws-5000-60s --to $WSTOMP --rate 5000 --duration 60s --baseline=false
-	{ cat bench/rules.yaml; printf '\nrunner:\n  journal_max_entries: 10000\n'; } >"$OUT/rules-journal10k.yaml"
-	run rate-stompws-5000-60s-j10k --to $WSTOMP --rate 5000 --duration 60s --baseline=false -c "$OUT/rules-journal10k.yaml"
 fi
 
-# 4. Rules: throughput and start-up with 1, 10, 100 and 1,000 order rules.
+# 3. Rules: cost per message and start-up with 1, 10, 100 and 1,000 order rules.
 if want rules; then
 	for n in 1 10 100 1000; do
 		rules "$OUT/rules-$n.yaml" $n
@@ -92,7 +106,7 @@ if want rules; then
 	done
 fi
 
-# 5. Concurrency: a 10 ms action (I/O-bound work), then the no-op action (CPU-bound).
+# 4. Concurrency: a 10 ms action (I/O-bound work), then the no-op action (CPU-bound).
 if want concurrency; then
 	run conc-delay-1 --to $STOMP --count 300 --prefetch 500 --concurrency 1 --action-delay 10ms --baseline=false
 	for c in 8 32 64; do
@@ -103,9 +117,24 @@ if want concurrency; then
 	done
 fi
 
-# 6. Go benchmarks of the hot paths (5 runs each; compare medians).
+# 5. Payload size: 250 B, 10 KiB and ~1 MiB (1,000,000 B: runner.max_body is 1 MiB) orders.
+if want payload; then
+	run payload-250 --to $STOMP --count 20000 --rounds 3 --payload-bytes 250
+	run payload-10k --to $STOMP --count 5000 --rounds 3 --payload-bytes 10240
+	run payload-1m --to $STOMP --count 200 --rounds 3 --payload-bytes 1000000
+fi
+
+# 6. The peer: a Python consumer like the site agent's (stomp.py; over Web-STOMP a small
+# transport on python3-websocket), ack=auto as the agent, then per-message acks.
+if want peer; then
+	run peer-stompws-auto --to $WSTOMP --count 20000 --rounds 3 --peer
+	run peer-stompws-ci --to $WSTOMP --count 20000 --rounds 3 --peer --peer-ack client-individual
+	run peer-stomp-auto --to $STOMP --count 20000 --rounds 3 --peer
+fi
+
+# 7. Go benchmarks of the hot paths (3 runs each; compare medians).
 if want go; then
-	go test -run '^$' -bench . -benchmem -count 5 ./rules/ ./event/ ./runner/ | tee "$OUT/go-bench.txt" | grep -E '^(ok|FAIL)'
+	go test -run '^$' -bench . -benchmem -count 3 ./rules/ ./event/ ./runner/ ./actions/ | tee "$OUT/go-bench.txt" | grep -E '^(ok|FAIL)'
 fi
 
 echo "done: $OUT"

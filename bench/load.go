@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eventfn/eventfn/publish"
@@ -27,10 +28,20 @@ const (
 type generator struct {
 	prefix   string // 16 hex digits, the first half of every order_uuid
 	offering string
+	// pad, when > 0, grows each payload to about pad bytes with an
+	// "attributes" object of 64-byte string fields (an order's
+	// attributes, as Waldur sends them), for the cost by payload size.
+	pad int
 }
 
 func newGenerator(offering string) *generator {
 	return &generator{prefix: randomHex(8), offering: offering}
+}
+
+// withPad sets the payload size (see pad) and returns g.
+func (g *generator) withPad(n int) *generator {
+	g.pad = n
+	return g
 }
 
 // body returns message i's payload, published at now: a new slice each
@@ -46,8 +57,28 @@ func (g *generator) body(i int, now time.Time) []byte {
 	b = append(b, `","order_uuid":"`...)
 	b = append(b, g.prefix...)
 	b = fmt.Appendf(b, "%016x", i)
-	b = append(b, `","order_state":"executing"}`...)
-	return b
+	b = append(b, `","order_state":"executing"`...)
+	if g.pad > len(b)+len(`,"attributes":{}}`) {
+		b = append(b, `,"attributes":{`...)
+		// Fields "a0000001":"…" of 64 bytes with their comma (10 + 1 + 52
+		// + 1), the last one shorter to come to pad with the two braces.
+		for n := 0; ; n++ {
+			room := g.pad - len(b) - 2 // the closing braces
+			if n > 0 {
+				room-- // the comma
+			}
+			if room < 13 {
+				break
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			v := min(room-13, 50)
+			b = fmt.Appendf(b, `"a%07d":"%s"`, n, strings.Repeat("x", v))
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
 }
 
 // publishedAt reads the publish time from a payload the generator made

@@ -36,6 +36,9 @@ type Ruleset struct {
 	// indexes hold, per type of byType, its rules indexed by a guarded
 	// payload field (index.go).
 	indexes map[string]*typeIndex
+	// noHeaders: no expression reads headers (match.go), so Environment
+	// leaves them out. False (the safe default) unless index proved it.
+	noHeaders bool
 }
 
 // Defaults are the step settings used where a step sets none.
@@ -720,6 +723,7 @@ func (rs *Ruleset) index() {
 	for t, list := range rs.byType {
 		rs.indexes[t] = newTypeIndex(list)
 	}
+	rs.noHeaders = !rs.reads("headers")
 }
 
 // Types returns the event types that some rule handles ("*" for all).

@@ -2,6 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"slices"
+
+	"github.com/expr-lang/expr/ast"
 
 	"github.com/eventfn/eventfn/event"
 )
@@ -28,10 +31,18 @@ type Verdict struct {
 
 // Environment builds the expression environment of an event. secrets holds the
 // values of the file's secrets (MaskedSecrets for dry-run).
+//
+// The headers are copied into the environment (each value boxed into an
+// any: an allocation per header, a dozen for a STOMP message) only when
+// some expression of the rules reads headers (or $env); otherwise headers
+// is a nil map, which nothing reads.
 func (rs *Ruleset) Environment(ev *event.Event, secrets map[string]any) map[string]any {
-	headers := make(map[string]any, len(ev.Headers))
-	for k, v := range ev.Headers {
-		headers[k] = v
+	var headers map[string]any
+	if !rs.noHeaders {
+		headers = make(map[string]any, len(ev.Headers))
+		for k, v := range ev.Headers {
+			headers[k] = v
+		}
 	}
 	payload := ev.Payload
 	if payload == nil {
@@ -48,6 +59,44 @@ func (rs *Ruleset) Environment(ev *event.Event, secrets map[string]any) map[stri
 		"secrets": secrets,
 		"steps":   map[string]any{},
 		"error":   "",
+	}
+}
+
+// reads reports whether an expression of the rules (conditions, keys,
+// steps' conditions, for_each lists and templates, on_failure's too)
+// names the identifier root, or $env (the whole environment).
+func (rs *Ruleset) reads(root string) bool {
+	for _, r := range rs.Rules {
+		exprs := r.exprs()
+		for _, s := range slices.Concat(r.Steps, r.OnFailure) {
+			if s.ForEach != nil {
+				exprs = append(exprs, s.ForEach)
+			}
+		}
+		for _, e := range exprs {
+			if e == nil || e.program == nil {
+				return true // cannot tell: assume it does
+			}
+			v := &identFinder{names: []string{root, "$env"}}
+			node := e.program.Node()
+			ast.Walk(&node, v)
+			if v.found {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// identFinder finds identifiers by name in an expression's tree.
+type identFinder struct {
+	names []string
+	found bool
+}
+
+func (f *identFinder) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok && slices.Contains(f.names, id.Value) {
+		f.found = true
 	}
 }
 

@@ -79,8 +79,11 @@ type Executor struct {
 func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) (res PlanResult) {
 	r := plan.Rule
 	res = PlanResult{Rule: r.Name, Key: plan.Key}
-	ctx, span := x.tracer().Start(ctx, "rule "+r.Name, trace.WithAttributes(AttrRule.String(r.Name), AttrKey.String(plan.Key)))
-	defer func() { x.endPlan(span, res) }()
+	var span trace.Span // nil when not tracing: see endPlan
+	if x.tracing(ctx) {
+		ctx, span = x.tracer().Start(ctx, "rule "+r.Name, trace.WithAttributes(AttrRule.String(r.Name), AttrKey.String(plan.Key)))
+	}
+	defer func() { x.endPlan(ctx, span, res) }()
 	if x.Emit != nil {
 		ctx = actions.WithEmitter(ctx, func(ctx context.Context, e actions.Emitted) (string, error) {
 			return x.Emit(ctx, plan, e)
@@ -98,7 +101,9 @@ func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) 
 		if prog != nil {
 			if done, ok := prog.Done(i); ok {
 				res.Resumed++
-				span.AddEvent("step resumed", trace.WithAttributes(AttrStep.String(s.Label())))
+				if span != nil {
+					span.AddEvent("step resumed", trace.WithAttributes(AttrStep.String(s.Label())))
+				}
 				if s.ID != "" {
 					steps[s.ID] = map[string]any(done)
 				}
@@ -233,10 +238,17 @@ func (x *Executor) step(ctx context.Context, s *rules.Step, env map[string]any, 
 	if s.Kind == "script" && req.EventJSON == nil {
 		req.EventJSON, _ = json.Marshal(plan.Event)
 	}
-	attrs := stepAttrs(s, act, *req, onFailure, x.Redactor)
+	tracing := x.tracing(ctx)
+	var attrs []attribute.KeyValue
+	if tracing {
+		attrs = stepAttrs(s, act, *req, onFailure, x.Redactor)
+	}
 	out, err := actions.Do(ctx, s.Retry, s.Timeout, func(ctx context.Context, attempt int) (actions.Result, error) {
-		ctx, span := x.tracer().Start(ctx, "step "+s.Label(), trace.WithAttributes(attrs...),
-			trace.WithAttributes(AttrAttempt.Int(attempt)))
+		var span trace.Span // nil when not tracing
+		if tracing {
+			ctx, span = x.tracer().Start(ctx, "step "+s.Label(), trace.WithAttributes(attrs...),
+				trace.WithAttributes(AttrAttempt.Int(attempt)))
+		}
 		start := time.Now()
 		res, err := act.Run(ctx, *req)
 		x.endAttempt(ctx, span, s, act, *req, attempt, res, err, time.Since(start))

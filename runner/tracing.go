@@ -92,6 +92,12 @@ func (r *Runner) startMessage(ctx context.Context, m *Message, ev *event.Event) 
 			id = ev.ID
 		}
 	}
+	if !r.tracing && !trace.SpanFromContext(ctx).IsRecording() {
+		// The no-op tracer's span would be the extracted parent's (or
+		// none): the same span context, nothing recorded. The trace
+		// context read from the headers still flows on to the actions.
+		return ctx
+	}
 	if typ != "" {
 		name += " " + typ
 	}
@@ -110,6 +116,9 @@ func (r *Runner) startMessage(ctx context.Context, m *Message, ev *event.Event) 
 // endMessage records the fate of a message on its span and ends it.
 func (r *Runner) endMessage(ctx context.Context, fate string, cause, settleErr error) {
 	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() { // no-op tracing: nothing to record (or end)
+		return
+	}
 	span.SetAttributes(AttrOutcome.String(fate))
 	switch {
 	case settleErr != nil:
@@ -128,12 +137,33 @@ func (x *Executor) tracer() trace.Tracer {
 	return x.Tracer
 }
 
-// endPlan records a plan's outcome on its span, logs it (info, naming the
-// rule) and ends the span.
-func (x *Executor) endPlan(span trace.Span, res PlanResult) {
-	span.SetAttributes(AttrPlanOutcome.String(res.Outcome.String()))
-	if res.Resumed > 0 {
-		span.SetAttributes(AttrResumed.Int(res.Resumed))
+// tracing reports whether spans started in ctx would record anything:
+// not with the no-op tracer (or none) under a non-recording parent, when
+// the spans, their names and attributes are not made at all.
+func (x *Executor) tracing(ctx context.Context) bool {
+	return x.Tracer != nil && !telemetry.IsNoop(x.Tracer) || trace.SpanFromContext(ctx).IsRecording()
+}
+
+// endPlan records a plan's outcome on its span (nil: not tracing; ctx
+// then holds the parent's span context), logs it (info, naming the rule)
+// and ends the span.
+func (x *Executor) endPlan(ctx context.Context, span trace.Span, res PlanResult) {
+	sc := trace.SpanContextFromContext(ctx)
+	if span != nil {
+		span.SetAttributes(AttrPlanOutcome.String(res.Outcome.String()))
+		if res.Resumed > 0 {
+			span.SetAttributes(AttrResumed.Int(res.Resumed))
+		}
+		sc = span.SpanContext()
+	}
+	if x.Logger == nil || !x.Logger.Enabled(ctx, slog.LevelInfo) {
+		if span != nil {
+			if res.Outcome != Success {
+				span.SetStatus(codes.Error, x.Redactor.Error(res.Err))
+			}
+			span.End()
+		}
+		return
 	}
 	attrs := []slog.Attr{slog.String("rule", res.Rule), slog.String("outcome", res.Outcome.String())}
 	if res.Key != "" {
@@ -142,17 +172,20 @@ func (x *Executor) endPlan(span trace.Span, res PlanResult) {
 	if res.Resumed > 0 {
 		attrs = append(attrs, slog.Int("resumed_steps", res.Resumed))
 	}
-	if tid := span.SpanContext().TraceID(); tid.IsValid() {
+	if tid := sc.TraceID(); tid.IsValid() {
 		attrs = append(attrs, slog.String("trace_id", tid.String()))
 	}
 	if res.Outcome != Success {
-		span.SetStatus(codes.Error, x.Redactor.Error(res.Err))
-		attrs = append(attrs, slog.String("error", x.Redactor.Error(res.Err)))
+		msg := x.Redactor.Error(res.Err)
+		if span != nil {
+			span.SetStatus(codes.Error, msg)
+		}
+		attrs = append(attrs, slog.String("error", msg))
 	}
-	if x.Logger != nil {
-		x.Logger.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
+	x.Logger.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
+	if span != nil {
+		span.End()
 	}
-	span.End()
 }
 
 // stepAttrs describes a rendered step: what it is, and what its kind says
@@ -166,23 +199,18 @@ func stepAttrs(s *rules.Step, k actions.Kind, req actions.Request, onFailure boo
 }
 
 // endAttempt records what one attempt returned on its span (the kind's
-// attributes of the result), logs it at debug (kind, command or URL, exit
-// code or status, duration) and ends the span.
+// attributes of the result; span nil: not tracing), logs it at debug
+// (kind, command or URL, exit code or status, duration) and ends the span.
 func (x *Executor) endAttempt(ctx context.Context, span trace.Span, s *rules.Step, k actions.Kind, req actions.Request, attempt int, res actions.Result, err error, took time.Duration) {
+	debug := x.Logger != nil && x.Logger.Enabled(ctx, slog.LevelDebug)
+	if span == nil && !debug {
+		return
+	}
 	attrs := masked(k.Attributes(req, res), x.Redactor)
-	if res != nil {
-		span.SetAttributes(attrs...)
+	if span != nil {
+		x.endAttemptSpan(span, attrs, res, err)
 	}
-	if err != nil {
-		msg := x.Redactor.Error(err)
-		span.SetAttributes(AttrRetryable.Bool(actions.Retryable(err)))
-		span.AddEvent("exception", trace.WithAttributes(
-			attribute.String("exception.type", fmt.Sprintf("%T", err)),
-			attribute.String("exception.message", msg)))
-		span.SetStatus(codes.Error, msg)
-	}
-	span.End()
-	if x.Logger == nil || !x.Logger.Enabled(ctx, slog.LevelDebug) {
+	if !debug {
 		return
 	}
 	line := []slog.Attr{slog.String("rule", req.Rule), slog.String("step", s.Label()), slog.String("kind", s.Kind), slog.Int("attempt", attempt)}
@@ -196,6 +224,23 @@ func (x *Executor) endAttempt(ctx context.Context, span trace.Span, s *rules.Ste
 		line = append(line, slog.String("error", x.Redactor.Error(err)))
 	}
 	x.Logger.LogAttrs(ctx, slog.LevelDebug, "step attempt", line...)
+}
+
+// endAttemptSpan records an attempt's attributes and error on its span and
+// ends it.
+func (x *Executor) endAttemptSpan(span trace.Span, attrs []attribute.KeyValue, res actions.Result, err error) {
+	if res != nil {
+		span.SetAttributes(attrs...)
+	}
+	if err != nil {
+		msg := x.Redactor.Error(err)
+		span.SetAttributes(AttrRetryable.Bool(actions.Retryable(err)))
+		span.AddEvent("exception", trace.WithAttributes(
+			attribute.String("exception.type", fmt.Sprintf("%T", err)),
+			attribute.String("exception.message", msg)))
+		span.SetStatus(codes.Error, msg)
+	}
+	span.End()
 }
 
 // logNames are the log keys of the attributes kinds give.

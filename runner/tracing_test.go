@@ -473,3 +473,64 @@ rules:
 		t.Error("a secret reached the log")
 	}
 }
+
+// ctxAction records the span context its ctx carries.
+type ctxAction struct{ got chan trace.SpanContext }
+
+func (a ctxAction) Run(ctx context.Context, _ actions.Request) (actions.Result, error) {
+	a.got <- trace.SpanContextFromContext(ctx)
+	return actions.Result{}, nil
+}
+
+// With the no-op provider (no exporter: what `eventfn run` uses) no span is
+// made, yet the trace context of a message still reaches its actions and
+// its log lines, as with spans.
+func TestNoopTracingStillPropagates(t *testing.T) {
+	rs := opsParse(t, `
+version: 1
+rules:
+  - name: r
+    on: order
+    steps:
+      - log: hi
+`)
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	got := make(chan trace.SpanContext, 1)
+	std := actions.Standard(actions.Options{Logger: slog.New(slog.DiscardHandler)})
+	reg := actions.NewRegistry()
+	for _, kind := range std.Kinds() {
+		a, _ := std.Get(kind)
+		reg.Register(actions.WithRun(a, ctxAction{got: got}))
+	}
+	const tid = "0af7651916cd43dd8448eb211c80319c"
+	msg := &Message{Source: "s", Type: "order", ID: "m-1", Body: []byte(`{}`), Settler: newOpsSettler(),
+		Headers: map[string]string{"Traceparent": "00-" + tid + "-b7ad6b7169203331-01"}}
+	tp, _, err := telemetry.NewTracerProvider(context.Background(), telemetry.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !telemetry.IsNoop(tp.Tracer(TracerName)) {
+		t.Fatal("no exporter: want the no-op tracer")
+	}
+	runOnce(t, Config{Rules: rs, Actions: reg, Logger: logger, TracerProvider: tp}, msg)
+	if sc := <-got; sc.TraceID().String() != tid || !sc.IsRemote() {
+		t.Errorf("the action's span context = %v, want the message's (remote, trace %s)", sc, tid)
+	}
+	var handled, plan map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		switch m["msg"] {
+		case "message handled":
+			handled = m
+		case "plan done":
+			plan = m
+		}
+	}
+	if handled["trace_id"] != tid || plan["trace_id"] != tid {
+		t.Errorf("log lines without the message's trace id:\nhandled %v\nplan %v", handled, plan)
+	}
+}

@@ -178,6 +178,19 @@ func Propagator() propagation.TextMapPropagator {
 	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 }
 
+// IsNoop reports whether t is OpenTelemetry's no-op tracer, the one
+// NewTracerProvider's provider gives when no exporter is selected. Its
+// spans record nothing and carry only their parent's span context, so a
+// caller may skip making them (and the attributes they would be given)
+// when the context it starts them in holds no recording span.
+func IsNoop(t trace.Tracer) bool {
+	switch t.(type) {
+	case noop.Tracer, *noop.Tracer:
+		return true
+	}
+	return false
+}
+
 // TraceID returns the trace id of the span in ctx, or "" when there is none.
 func TraceID(ctx context.Context) string {
 	sc := trace.SpanContextFromContext(ctx)

@@ -13,7 +13,9 @@ import (
 )
 
 const benchUsage = `usage: eventfn bench [--to URL] [--count N | --rate R --duration D] [-c FILE]
-                     [--prefetch P] [--concurrency C] [--rounds K] [--output text|json]
+                     [--prefetch P] [--concurrency C] [--rounds K] [--payload-bytes B]
+                     [--state-dir DIR] [--peer [--peer-ack auto|client-individual]]
+                     [--output text|json]
 
 Measures eventfn against a broker. It publishes Waldur-shaped order events to
 a queue of its own (a virtual host made through RabbitMQ's management API and
@@ -57,6 +59,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	duration := fs.Duration("duration", 10*time.Second, "rate mode: how long to publish")
 	prefetch := fs.Int("prefetch", 0, "STOMP prefetch-count (default the source's, 100)")
 	concurrency := fs.Int("concurrency", 0, "runner concurrency (default the rules file's runner.concurrency, else 8)")
+	payloadBytes := fs.Int("payload-bytes", 0, "grow each order's payload to about this many bytes (default ~190: Waldur's order fields)")
 	actionDelay := fs.Duration("action-delay", 0, "make every action take this long (simulated I/O-bound actions)")
 	stateDir := fs.String("state-dir", "", "use the durable journal in this directory (default in memory)")
 	baseline := fs.Bool("baseline", true, "also run the bare consumer")
@@ -115,7 +118,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	o := bench.Options{URL: *to, PublishURL: *publishTo, Login: *login, Passcode: passcode,
 		TLS:        creds.TLSSpec{CAFile: *caFile, InsecureSkipVerify: *insecure},
 		Management: *mgmt, VHost: *vhost, Rules: *cfg, Count: *count, Rate: *perSecond, Duration: *duration,
-		Prefetch: *prefetch, Concurrency: *concurrency, ActionDelay: *actionDelay, StateDir: *stateDir,
+		Prefetch: *prefetch, Concurrency: *concurrency, ActionDelay: *actionDelay, PayloadBytes: *payloadBytes, StateDir: *stateDir,
 		Baseline: *baseline, Peer: *peer, PeerAck: *peerAck, Rounds: *rounds, Timeout: *timeout, LogFile: *logFile, CPUProfile: *cpuProfile,
 		Command: []string{exe, "bench", "--role", "child"}, Logger: logger}
 	if *perSecond == 0 {
