@@ -2,13 +2,16 @@ package runner
 
 import (
 	"context"
-	"go.opentelemetry.io/otel/trace/noop"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/rules"
@@ -137,6 +140,49 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 			want.Store(int64(n))
 			if acked.Load() < int64(n) {
+				<-st.done
+			}
+			b.StopTimer()
+			if failed.Load() != 0 {
+				b.Fatalf("%d messages failed", failed.Load())
+			}
+		})
+	}
+}
+
+// BenchmarkDeliverRules: n rules of the event's type, none with a key and
+// none guarded by an indexed equality, one of which matches. The rules of
+// one key share one dispatcher job (byKey), so a rule costs its condition
+// and little more: 100 rules 28.7 µs and 165 allocations per message, where a
+// job per rule cost 54 µs and 260 (one shared 2-core machine, same run).
+func BenchmarkDeliverRules(b *testing.B) {
+	body := []byte(`{"order_uuid":"5c1f0a9e8d7b4c3a9f2e1d0c8b7a6f51","order_state":"executing","n":0}`)
+	for _, n := range []int{1, 10, 100} {
+		var src strings.Builder
+		src.WriteString("version: 1\nrules:\n")
+		for i := range n {
+			fmt.Fprintf(&src, "  - name: r%d\n    on: order\n    when: payload.n == %d\n    steps: [{log: {level: debug, message: x}}]\n", i, i)
+		}
+		rs, err := rules.Parse("bench.yaml", []byte(src.String()), rules.Options{Actions: actions.Builtin()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			r := New(Config{Rules: rs, Logger: slog.New(slog.DiscardHandler), Concurrency: 8, TracerProvider: noop.NewTracerProvider(),
+				Actions: actions.Standard(actions.Options{Logger: slog.New(slog.DiscardHandler)})})
+			var acked, failed, want atomic.Int64
+			want.Store(-1)
+			st := countingSettler{acked: &acked, failed: &failed, want: &want, done: make(chan struct{})}
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				i++
+				if err := r.Deliver(context.Background(), &Message{Source: "bench", Body: body, ID: strconv.Itoa(i), Type: "order", Settler: st}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			want.Store(int64(i))
+			if acked.Load() < int64(i) {
 				<-st.done
 			}
 			b.StopTimer()

@@ -367,15 +367,26 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 		return nil
 	}
 	var submitErr error
-	t := &tracker{pending: int32(len(cands)), keys: keys}
-	for _, c := range cands {
+	// One dispatcher job per key: the rules of one key would run one after
+	// the other anyway, and a job per rule doubled the cost per rule of the
+	// type (BenchmarkDeliverRules).
+	groups := byKey(cands)
+	t := &tracker{pending: int32(len(groups)), keys: keys}
+	for _, g := range groups {
+		key := g[0].Key
 		r.m.InFlight.Inc()
-		err := r.disp.Submit(ctx, c.Key, func() {
+		err := r.disp.Submit(ctx, key, func() {
 			defer r.m.InFlight.Dec()
-			r.awaitBarrier(c.Key)
-			prog := r.runCandidate(work, m, ev, env, c, t)
+			r.awaitBarrier(key)
+			var prog *planProgress
+			for _, c := range g {
+				if p := r.runCandidate(work, m, ev, env, c, t); p != nil {
+					prog.flush(work) // an earlier plan of this job: not the message's last
+					prog = p
+				}
+			}
 			if t.done() {
-				r.finishPlan(work, m, ev, t, prog, c.Key)
+				r.finishPlan(work, m, ev, t, prog, key)
 			} else {
 				prog.flush(work)
 			}
@@ -390,6 +401,25 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 		}
 	}
 	return submitErr
+}
+
+// byKey groups candidates by key, keeping file order within a group and
+// the order of first appearance between groups.
+func byKey(cands []rules.Candidate) [][]rules.Candidate {
+	if len(cands) == 1 {
+		return [][]rules.Candidate{cands}
+	}
+	var groups [][]rules.Candidate
+	index := map[string]int{}
+	for _, c := range cands {
+		if i, ok := index[c.Key]; ok {
+			groups[i] = append(groups[i], c)
+			continue
+		}
+		index[c.Key] = len(groups)
+		groups = append(groups, []rules.Candidate{c})
+	}
+	return groups
 }
 
 // runCandidate evaluates one rule's condition for ev and, when it holds,
