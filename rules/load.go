@@ -268,6 +268,8 @@ func (p *parser) parseMain(root *yaml.Node, dir string) {
 			rulesNode = v
 		case "types":
 			p.declareTypes(v, "")
+		case "sources", "runner", "waldur", "slurm":
+			p.errorf(k, "", "%s is a section of the whole eventfn file, read by the config package (load the file with config.Load, as eventfn does)", k.Value)
 		default:
 			p.errorf(k, "", "unknown key %q%s", k.Value, spec.DidYouMean(k.Value, topKeys))
 		}
