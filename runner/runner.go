@@ -130,7 +130,12 @@ type Runner struct {
 	// that arrived while it was being handled: they are settled with its
 	// fate when it is, without holding up the source (see park).
 	flightMu sync.Mutex
-	inflight map[string][]parked
+	inflight map[string]*flight
+	// arrived holds, per de-duplication key, the last message (SID) that
+	// arrived for it: a message is a copy (parked) or a duplicate (skipped)
+	// only when nothing else arrived for its keys since (see arrive).
+	arrMu   sync.Mutex
+	arrived map[string]arrival
 	// journalDown is set when a journal write failed: Deliver then takes
 	// no message until a probe write succeeds, and Ready reports false.
 	journalDown atomic.Bool
@@ -195,7 +200,8 @@ func New(cfg Config) *Runner {
 		tracing:  !telemetry.IsNoop(tracer),
 		prop:     cfg.Propagator,
 		red:      red,
-		inflight: map[string][]parked{},
+		inflight: map[string]*flight{},
+		arrived:  map[string]arrival{},
 		probe:    make(chan struct{}, 1),
 		barriers: map[string]chan struct{}{},
 	}
@@ -333,9 +339,6 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	}
 	typ := r.m.TypeLabel(rs, ev.Type)
 	r.m.Received.WithLabelValues(m.Source, typ).Inc()
-	if ev.ID != "" && r.park(work, m, ev) {
-		return nil
-	}
 	env := rs.Environment(ev, r.secrets)
 	// Only the keys are evaluated here; each rule's condition is evaluated
 	// by the dispatcher's workers, under the rule's key, so an expensive
@@ -345,7 +348,14 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	// De-duplication keys: those of the rules that may run (a rule whose
 	// condition turns out false only makes a skip less likely).
 	keys := dedupKeys(ev, cands)
+	repeat := false
 	if ev.ID != "" {
+		repeat = r.arrive(SID(m.Source, ev.ID), keys)
+		if r.park(work, m, ev, repeat) {
+			return nil
+		}
+	}
+	if repeat {
 		if fate, dup := r.cfg.Journal.Duplicate(m.Source, ev.ID, keys); dup {
 			r.m.Duplicates.WithLabelValues(m.Source, typ).Inc()
 			trace.SpanFromContext(work).SetAttributes(AttrDuplicate.Bool(true))
@@ -520,31 +530,99 @@ type parked struct {
 	m   *Message
 }
 
+// flight is a message id being handled: by n deliveries at once (the same
+// id can come back as a new state change while an earlier one still
+// runs), with the copies parked behind them.
+type flight struct {
+	n      int
+	copies []parked
+}
+
+// arrival is the last message that arrived for a key, and when.
+type arrival struct {
+	sid string
+	at  time.Time
+}
+
+// maxArrivals bounds the arrived map; beyond it entries older than the
+// de-duplication window go, and if that is not enough, all of them (the
+// journal's verdict then stands alone, as after a restart).
+const maxArrivals = 100_000
+
+// arrive records sid as the last message to arrive for each of keys, and
+// reports whether it was already the last for all of them: a repeat, that
+// is, the same delivery again with nothing between. Waldur's ids are
+// hashes of payloads, so grant, revoke, grant of one user carry one id
+// twice: the second grant is no repeat (the revoke arrived between) even
+// while the first grant or the revoke is still queued or running, which
+// the journal, knowing only completed messages, cannot tell. A key never
+// seen (or forgotten) leaves the verdict to the journal.
+func (r *Runner) arrive(sid string, keys []string) bool {
+	now := time.Now()
+	r.arrMu.Lock()
+	defer r.arrMu.Unlock()
+	repeat := true
+	for _, k := range keys {
+		if a, ok := r.arrived[k]; ok && a.sid != sid {
+			repeat = false
+		}
+		r.arrived[k] = arrival{sid: sid, at: now}
+	}
+	if len(r.arrived) > maxArrivals {
+		window := DefaultDedupWindow
+		if w, ok := r.cfg.Journal.(interface{ Window() time.Duration }); ok && w.Window() > 0 {
+			window = w.Window()
+		}
+		for k, a := range r.arrived {
+			if now.Sub(a.at) > window {
+				delete(r.arrived, k)
+			}
+		}
+		if len(r.arrived) > maxArrivals {
+			clear(r.arrived)
+		}
+	}
+	return repeat
+}
+
 // park registers ev's id as in flight and reports false; or, when it is in
-// flight already, parks m to be settled with the first copy's fate and
-// reports true. Parking never blocks: the source goes on delivering.
-func (r *Runner) park(ctx context.Context, m *Message, ev *event.Event) bool {
+// flight already and m is a repeat of it (nothing else arrived for its keys
+// since), parks m to be settled with the first copy's fate and reports
+// true. Parking never blocks: the source goes on delivering.
+func (r *Runner) park(ctx context.Context, m *Message, ev *event.Event, repeat bool) bool {
 	sid := SID(m.Source, ev.ID)
 	r.flightMu.Lock()
 	defer r.flightMu.Unlock()
-	if copies, busy := r.inflight[sid]; busy {
-		r.inflight[sid] = append(copies, parked{ctx: ctx, m: m})
+	f := r.inflight[sid]
+	if f != nil && repeat {
+		f.copies = append(f.copies, parked{ctx: ctx, m: m})
 		r.m.Parked.WithLabelValues(m.Source).Inc()
 		r.log.Info("copy of a message in flight parked until it settles", "source", m.Source, "id", ev.ID, "type", ev.Type)
 		return true
 	}
-	r.inflight[sid] = nil
+	if f == nil {
+		f = &flight{}
+		r.inflight[sid] = f
+	}
+	f.n++
 	return false
 }
 
-// land ends ev's flight and returns the copies parked behind it.
+// land ends one delivery of ev's id and, when it was the last in flight,
+// returns the copies parked behind them.
 func (r *Runner) land(m *Message, ev *event.Event) []parked {
 	sid := SID(m.Source, ev.ID)
 	r.flightMu.Lock()
 	defer r.flightMu.Unlock()
-	copies := r.inflight[sid]
+	f := r.inflight[sid]
+	if f == nil {
+		return nil
+	}
+	if f.n--; f.n > 0 {
+		return nil
+	}
 	delete(r.inflight, sid)
-	return copies
+	return f.copies
 }
 
 // unpark settles parked copies with the fate of the message they copy.
