@@ -357,7 +357,9 @@ type site struct {
 	limited  string         // QoS of downscaled resources
 	offering string
 	cmdLog   string // sacctmgr invocations made by the rules, one per line
+	sacctmgr string // the recording sacctmgr wrapper the rules run
 	logs     *syncBuffer
+	proc     *proc // when set, messages go over the broker to `eventfn run` (newProcessSite)
 }
 
 func newSite(t *testing.T) *site { t.Helper(); return newSiteWith(t, 4) }
@@ -426,6 +428,7 @@ func newSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *sit
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	s.sacctmgr = wrapper
 
 	s.waldur = newFakeWaldur(t)
 	tokenFile := filepath.Join(dir, "waldur-token")
@@ -489,6 +492,9 @@ func (s settler) DeadLetter(_ context.Context, reason string) error {
 // the runner; the channel receives its fate once it is settled. It may be
 // called from any goroutine.
 func (s *site) send(typ string, payload map[string]any) (<-chan outcome, error) {
+	if s.proc != nil {
+		return nil, errors.New("send is the in-process runner's: a process site publishes (deliver, deliverAll)")
+	}
 	if _, ok := payload["offering_uuid"]; !ok {
 		payload["offering_uuid"] = s.offering
 	}
@@ -507,10 +513,13 @@ func (s *site) send(typ string, payload map[string]any) (<-chan outcome, error) 
 	return st, nil
 }
 
-// deliver hands one Waldur message to the runner and waits until it is
-// settled.
+// deliver hands one Waldur message to the runner (over the broker to the
+// process of a process site) and waits until it is settled.
 func (s *site) deliver(typ string, payload map[string]any) outcome {
 	s.t.Helper()
+	if s.proc != nil {
+		return s.proc.deliver(typ, payload)
+	}
 	st, err := s.send(typ, payload)
 	if err != nil {
 		s.t.Fatal(err)
