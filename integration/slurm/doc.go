@@ -6,8 +6,8 @@
 // publishes its events as Waldur does; sacctmgr talks to the slurmdbd that
 // scripts/test-env.sh brings up, through a wrapper that records each call;
 // Waldur's API is an in-test server that records every call. A message
-// counts as handled once the process's /metrics say it was settled. Only
-// the reconciliation test drives the runner in-process (its timer tick).
+// counts as handled once the process's /metrics say it was settled; the
+// reconciliation test runs the example's reconcile.yaml and timer too.
 //
 // The tests fail, not skip, when the accounting stack or the broker cannot
 // be reached: they find SLURM through $SLURM_CONF, else through the

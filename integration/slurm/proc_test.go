@@ -77,7 +77,7 @@ type proc struct {
 	logs   *syncBuffer
 }
 
-// newProcessSite is newSiteWith whose messages (deliver, mustSucceed) go
+// newProcessSite is newSite whose messages (deliver, mustSucceed) go
 // over the broker to `eventfn run` in its own process.
 func newProcessSite(t *testing.T, settings ...map[string]any) *site {
 	t.Helper()
@@ -88,11 +88,14 @@ func newProcessSite(t *testing.T, settings ...map[string]any) *site {
 // plans at once.
 func newProcessSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *site {
 	t.Helper()
-	s := newSiteWith(t, concurrency, settings...)
+	s := newSite(t, settings...)
 	s.proc = s.startProcess(concurrency)
 	return s
 }
 
+// startProcess starts the site's `eventfn run`. With s.reconcile it also
+// runs the example's reconciliation (reconcile.yaml, the reconcile timer:
+// a pass at start), over vars.offerings = the site's offering.
 func (s *site) startProcess(concurrency int) *proc {
 	t := s.t
 	t.Helper()
@@ -118,6 +121,19 @@ func (s *site) startProcess(concurrency int) *proc {
 	i := strings.Index(string(example), "\nrules:\n")
 	if i < 0 {
 		t.Fatal("no rules: in the example")
+	}
+	include, timer := "", ""
+	if s.reconcile {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(rulesFile), "reconcile.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "reconcile.yaml"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.cfg.Rules.Vars["offerings"] = []any{s.offering}
+		include = "include: [reconcile.yaml]\n"
+		timer = "  - name: reconcile\n    timer: {cron: \"* * * * *\", at_start: true}\n"
 	}
 	vars, err := json.Marshal(s.cfg.Rules.Vars) // the site's settings (JSON is YAML)
 	if err != nil {
@@ -145,7 +161,7 @@ sources:
     on_failure: dead-letter
     dead_letter: /amq/queue/%[10]s
     subscribe: [%[11]s]
-runner:
+%[15]s%[16]srunner:
   concurrency: %[14]d
   state_dir: %[12]s
   shutdown_timeout: 30s
@@ -155,7 +171,7 @@ defaults:
   retry: {attempts: 3, backoff: exponential, initial: 200ms, max: 2s}
 `, vars, s.env.cluster, s.env.conf, s.sacctmgr, s.waldur.front.URL+"/api/", tokenFile,
 		brokertest.STOMPAddr, p.vhost, login, brokertest.WaldurDLQ, strings.Join(dests, ", "),
-		filepath.Join(dir, "state"), p.listen, concurrency) + string(example[i+1:])
+		filepath.Join(dir, "state"), p.listen, concurrency, timer, include) + string(example[i+1:])
 	cfgPath := filepath.Join(dir, "eventfn.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
