@@ -93,9 +93,10 @@ func newProcessSiteWith(t *testing.T, concurrency int, settings ...map[string]an
 	return s
 }
 
-// startProcess starts the site's `eventfn run`. With s.reconcile it also
-// runs the example's reconciliation (reconcile.yaml, the reconcile timer:
-// a pass at start), over vars.offerings = the site's offering.
+// startProcess starts the site's `eventfn run`: the rules of eventfn.yaml
+// and sync.yaml; with s.reconcile also the example's reconciliation
+// (reconcile.yaml, the reconcile timer: a pass at start) over
+// vars.offerings = the site's offering.
 func (s *site) startProcess(concurrency int) *proc {
 	t := s.t
 	t.Helper()
@@ -122,19 +123,23 @@ func (s *site) startProcess(concurrency int) *proc {
 	if i < 0 {
 		t.Fatal("no rules: in the example")
 	}
-	include, timer := "", ""
+	// the example's included rules: sync.yaml always, reconcile.yaml with s.reconcile
+	included, timer := []string{"sync.yaml"}, ""
 	if s.reconcile {
-		b, err := os.ReadFile(filepath.Join(filepath.Dir(rulesFile), "reconcile.yaml"))
+		included = append(included, "reconcile.yaml")
+		s.cfg.Rules.Vars["offerings"] = []any{s.offering}
+		timer = "  - name: reconcile\n    timer: {cron: \"* * * * *\", at_start: true}\n"
+	}
+	for _, name := range included {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(rulesFile), name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "reconcile.yaml"), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s.cfg.Rules.Vars["offerings"] = []any{s.offering}
-		include = "include: [reconcile.yaml]\n"
-		timer = "  - name: reconcile\n    timer: {cron: \"* * * * *\", at_start: true}\n"
 	}
+	include := "include: [" + strings.Join(included, ", ") + "]\n"
 	vars, err := json.Marshal(s.cfg.Rules.Vars) // the site's settings (JSON is YAML)
 	if err != nil {
 		t.Fatal(err)
