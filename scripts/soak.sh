@@ -2,9 +2,11 @@
 # Soak and chaos test of eventfn against the RabbitMQ on loopback: mixed
 # Waldur events at a steady rate while the broker closes eventfn's
 # connections every few seconds, one eventfn is SIGKILLed and restarted every
-# 20-30 s, actions fail at random and a webhook target stalls; at the end it
-# proves by counting that every message ended exactly once in effect (success,
-# on_failure or dead-letter queue) and that memory and goroutines did not
+# 20-30 s, actions fail at random and a webhook target stalls, and a toggle
+# stream repeats grant/revoke of one user per project with identical payloads;
+# at the end it proves by counting that every message ended exactly once in
+# effect (success, on_failure or dead-letter queue), that every toggle ran and
+# only exact republishes were skipped, and that memory and goroutines did not
 # grow. See internal/soak/doc.go for what it does and its settings.
 #
 #   bash scripts/soak.sh                     # 30 minutes

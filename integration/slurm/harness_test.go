@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -24,9 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/config"
-	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/waldur"
 	"github.com/eventfn/eventfn/waldur/waldurtest"
 )
@@ -342,13 +339,13 @@ func writeJSON(rw http.ResponseWriter, status int, v any) {
 
 // --- the site under test ---
 
-// site is the SLURM site's rules running against the test slurmdbd and a
-// fake Waldur, with names of its own: root account, prefixes, QoS.
+// site is the SLURM site's rules, run by `eventfn run` (proc) against the
+// test slurmdbd and a fake Waldur, with names of its own: root account,
+// prefixes, QoS.
 type site struct {
 	t        *testing.T
 	env      slurmEnv
 	waldur   *fakeWaldur
-	runner   *runner.Runner
 	cfg      *config.Config // the loaded example, with the test's settings
 	sfx      string         // random, in every name of this test
 	root     string         // the test's root account (the site's root_account)
@@ -357,14 +354,16 @@ type site struct {
 	limited  string         // QoS of downscaled resources
 	offering string
 	cmdLog   string // sacctmgr invocations made by the rules, one per line
-	logs     *syncBuffer
+	sacctmgr string // the recording sacctmgr wrapper the rules run
+	proc     *proc  // when set, messages go over the broker to `eventfn run` (newProcessSite)
+	// reconcile makes startProcess run the reconciliation too
+	reconcile bool
 }
 
-func newSite(t *testing.T) *site { t.Helper(); return newSiteWith(t, 4) }
-
-// newSiteWith is newSite with the runner's concurrency and, when given,
-// settings of the site (vars) changed as a site would change them.
-func newSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *site {
+// newSite makes the site's accounts and fake Waldur and loads the example
+// with the test's names and, when given, settings of the site (vars)
+// changed as a site would change them; startProcess runs it.
+func newSite(t *testing.T, settings ...map[string]any) *site {
 	t.Helper()
 	env := findSlurm(t)
 	sfx := randHex(3)
@@ -375,7 +374,6 @@ func newSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *sit
 		paused:   "ef" + sfx + "_paused",
 		limited:  "ef" + sfx + "_limited",
 		offering: waldurtest.NewUUID(),
-		logs:     &syncBuffer{},
 	}
 	for _, args := range [][]string{
 		{"add", "qos", s.paused},
@@ -413,9 +411,6 @@ func newSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *sit
 			t.Errorf("cleanup: %v", err)
 		}
 		_, _ = env.run("remove", "qos", "where", "name="+s.paused+","+s.limited)
-		if t.Failed() || os.Getenv("EVENTFN_TEST_LOG") != "" {
-			t.Logf("eventfn log:\n%s", s.logs.String())
-		}
 	})
 
 	// sacctmgr as the rules run it, through a wrapper that records each call
@@ -426,6 +421,7 @@ func newSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *sit
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	s.sacctmgr = wrapper
 
 	s.waldur = newFakeWaldur(t)
 	tokenFile := filepath.Join(dir, "waldur-token")
@@ -454,17 +450,6 @@ func newSiteWith(t *testing.T, concurrency int, settings ...map[string]any) *sit
 	cfg.Slurm.Cluster, cfg.Slurm.Conf, cfg.Slurm.Sacctmgr = env.cluster, env.conf, wrapper
 	cfg.Waldur.APIURL, cfg.Waldur.TokenFile = s.waldur.front.URL+"/api/", tokenFile
 
-	token, err := os.ReadFile(cfg.Waldur.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := waldur.New(cfg.Waldur.APIURL, strings.TrimSpace(string(token)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	reg := actions.Standard(actions.Options{Logger: logger, Slurm: cfg.Slurm, Waldur: actions.WaldurClient(client)})
-	s.runner = runner.New(runner.Config{Rules: rs, Actions: reg, Logger: logger, Concurrency: concurrency})
 	s.cfg = cfg
 	return s
 }
@@ -475,53 +460,14 @@ type outcome struct {
 	Reason string // the failure, for dead_letter
 }
 
-// settler reports the fate of one message.
-type settler chan outcome
-
-func (s settler) Ack(context.Context) error     { s <- outcome{Fate: "ack"}; return nil }
-func (s settler) Requeue(context.Context) error { s <- outcome{Fate: "requeue"}; return nil }
-func (s settler) DeadLetter(_ context.Context, reason string) error {
-	s <- outcome{Fate: "dead_letter", Reason: reason}
-	return nil
-}
-
-// send hands one Waldur message (the payload, as the broker carries it) to
-// the runner; the channel receives its fate once it is settled. It may be
-// called from any goroutine.
-func (s *site) send(typ string, payload map[string]any) (<-chan outcome, error) {
-	if _, ok := payload["offering_uuid"]; !ok {
-		payload["offering_uuid"] = s.offering
-	}
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return nil, err
-	}
-	st := make(settler, 1)
-	m := &runner.Message{
-		Source: "test", Destination: "/amq/queue/subscription_x_offering_" + s.offering + "_" + typ,
-		Body: body, Type: typ, DeadLetterOnFailure: true, Settler: st,
-	}
-	if err := s.runner.Deliver(context.Background(), m); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
-// deliver hands one Waldur message to the runner and waits until it is
-// settled.
+// deliver publishes one Waldur message to the site's process and waits
+// until it is settled.
 func (s *site) deliver(typ string, payload map[string]any) outcome {
 	s.t.Helper()
-	st, err := s.send(typ, payload)
-	if err != nil {
-		s.t.Fatal(err)
+	if s.proc == nil {
+		s.t.Fatal("deliver: the site has no eventfn process (newProcessSite)")
 	}
-	select {
-	case o := <-st:
-		return o
-	case <-time.After(3 * time.Minute):
-		s.t.Fatalf("%s message not settled after 3 minutes", typ)
-	}
-	return outcome{}
+	return s.proc.deliver(typ, payload)
 }
 
 // mustSucceed delivers a message that must be handled without failure.

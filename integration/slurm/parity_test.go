@@ -6,34 +6,39 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/eventfn/eventfn/waldur"
 )
 
-// TestParallelCreatesAndGrants runs 20 Create orders and 20 role grants at
-// once, with every plan running concurrently, and checks every association
-// in slurmdbd: concurrent sacctmgr sessions must not lose any.
+// TestParallelCreatesAndGrants publishes 20 Create orders and 20 role grants
+// at once over the broker to `eventfn run`, with every plan running
+// concurrently, and checks every association in slurmdbd: concurrent
+// sacctmgr sessions must not lose any.
 func TestParallelCreatesAndGrants(t *testing.T) {
 	const n = 20
-	s := newSiteWith(t, 2*n)
+	s := newProcessSiteWith(t, 2*n)
 	c := "cluster=" + s.env.cluster
 
 	// n allocations that exist already (made as the rules would), whose projects gain user C
+	// (one customer, the projects in one command: fewer slurmdbd writes, one at a time)
 	old := make([]*allocation, n)
+	var projects []string
 	for i := range old {
 		a := s.newAllocationIn(fmt.Sprintf("o%02d", i), fmt.Sprintf("o%02d", i))
-		for _, args := range [][]string{
-			{"add", "account", a.cust, "parent=" + s.root, c},
-			{"add", "account", a.proj, "parent=" + a.cust, c},
-			{"add", "account", a.alloc, "parent=" + a.proj, c},
-		} {
-			if _, err := s.env.run(args...); err != nil && !strings.Contains(err.Error(), "Nothing new added") {
-				t.Fatal(err)
-			}
-		}
 		s.update(a, func(r *waldur.ProviderResource) { r.State, r.BackendID = "OK", a.alloc })
-		old[i] = a
+		old[i], projects = a, append(projects, a.proj)
+	}
+	args := [][]string{
+		{"add", "account", old[0].cust, "parent=" + s.root, c},
+		{"add", "account", strings.Join(projects, ","), "parent=" + old[0].cust, c},
+	}
+	for _, a := range old {
+		args = append(args, []string{"add", "account", a.alloc, "parent=" + a.proj, c})
+	}
+	for _, a := range args {
+		if _, err := s.env.run(a...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// n new allocations, in n projects, each with users A and B (the same users everywhere)
 	fresh := make([]*allocation, n)
@@ -46,31 +51,14 @@ func TestParallelCreatesAndGrants(t *testing.T) {
 	}
 	s.sacctmgrCalls()
 
-	var waits []<-chan outcome
-	var what []string
+	var msgs []message
 	for i := range n {
-		ch, err := s.send("order", map[string]any{"order_uuid": orders[i], "order_state": "executing"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waits, what = append(waits, ch), append(what, "create "+fresh[i].alloc)
-		ch, err = s.send("user_role", map[string]any{"user_uuid": old[i].userCUUID, "project_uuid": old[i].project,
-			"role_name": "PROJECT.MEMBER", "granted": true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waits, what = append(waits, ch), append(what, "grant in "+old[i].alloc)
+		msgs = append(msgs, message{"order", map[string]any{"order_uuid": orders[i], "order_state": "executing"}},
+			message{"user_role", map[string]any{"user_uuid": old[i].userCUUID, "project_uuid": old[i].project,
+				"role_name": "PROJECT.MEMBER", "granted": true}})
 	}
-	deadline := time.After(5 * time.Minute)
-	for i, ch := range waits {
-		select {
-		case o := <-ch:
-			if o.Fate != "ack" {
-				t.Errorf("%s: %s %s", what[i], o.Fate, o.Reason)
-			}
-		case <-deadline:
-			t.Fatalf("%s not settled after 5 minutes", what[i])
-		}
+	if failed := s.proc.deliverAll(msgs); len(failed) != 0 {
+		t.Errorf("%d of %d messages failed: %q", len(failed), len(msgs), failed)
 	}
 
 	got := s.env.assocs(t, s.prefix)
@@ -110,7 +98,7 @@ func filterAssoc(all []assoc, account string) []assoc {
 // account is one of the project's allocations, and of a user whose only
 // association is there: both lose every association of the project.
 func TestRevokeWhateverTheDefaultAccount(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	c := "cluster=" + s.env.cluster
 	a1 := s.newAllocationIn("", "1")
 	a2 := s.newAllocationIn("", "2")
@@ -168,7 +156,7 @@ func TestRevokeWhateverTheDefaultAccount(t *testing.T) {
 // project's account errs the order with a clear message and leaves that
 // account as it was.
 func TestForeignAllocationName(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	c := "cluster=" + s.env.cluster
 	a := s.newAllocation()
 	elsewhere := s.prefix + "someone-else-" + s.sfx
@@ -206,7 +194,7 @@ func TestForeignAllocationName(t *testing.T) {
 
 // TestNullGrantIgnored: granted: null changes nothing, as in the agent.
 func TestNullGrantIgnored(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	a := s.newAllocation()
 	s.provision(a)
 	before := s.env.assocs(t, s.prefix)
@@ -219,7 +207,7 @@ func TestNullGrantIgnored(t *testing.T) {
 // TestFailedApprovalLeavesOrderPending: the approval is refused; the order
 // stays pending-provider (no erred), nothing is provisioned.
 func TestFailedApprovalLeavesOrderPending(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	a := s.newAllocation()
 	order := s.waldur.AddOrder(waldur.Order{Type: "Create", State: waldur.OrderPendingProvider, OfferingUUID: s.offering, ProjectUUID: a.project,
 		ResourceUUID: a.resource.UUID, MarketplaceResourceUUID: a.resource.UUID})
@@ -245,7 +233,7 @@ func TestFailedApprovalLeavesOrderPending(t *testing.T) {
 // its backend_id: the account is made again under that name, with limits and
 // members, and the order is done.
 func TestRestoreRecreatesUnderBackendID(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	a := s.newAllocation()
 	s.provision(a)
 	term := s.waldur.AddOrder(waldur.Order{Type: "Terminate", State: waldur.OrderExecuting, OfferingUUID: s.offering,
@@ -287,7 +275,7 @@ func TestRestoreRecreatesUnderBackendID(t *testing.T) {
 // the project's OK service and course accounts, removes closed ones and users
 // who left the team.
 func TestResourceResyncKeepsProjectAccounts(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	c := "cluster=" + s.env.cluster
 	a := s.newAllocation()
 	s.provision(a)
@@ -326,7 +314,7 @@ func TestResourceResyncKeepsProjectAccounts(t *testing.T) {
 func TestPeriodicLimits(t *testing.T) {
 	for _, enabled := range []bool{true, false} {
 		t.Run(fmt.Sprintf("enabled=%v", enabled), func(t *testing.T) {
-			s := newSiteWith(t, 4, map[string]any{"periodic_limits": enabled})
+			s := newProcessSite(t, map[string]any{"periodic_limits": enabled})
 			c := "cluster=" + s.env.cluster
 			a := s.newAllocation()
 			s.provision(a)
@@ -378,7 +366,7 @@ func TestPeriodicLimits(t *testing.T) {
 // of a project removes only that allocation; the project account, and the
 // other allocation with its users and limits, stay.
 func TestTerminateKeepsSiblingAllocations(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	a1 := s.newAllocationIn("", "1")
 	s.provision(a1)
 	a2 := s.newAllocationIn("", "2")
@@ -407,7 +395,7 @@ func TestTerminateKeepsSiblingAllocations(t *testing.T) {
 // TestImportableOneBadAccount: Waldur refuses one importable account; the
 // others are still reported and the request is set done, as the agent does.
 func TestImportableOneBadAccount(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	c := "cluster=" + s.env.cluster
 	a := s.newAllocation()
 	s.provision(a)

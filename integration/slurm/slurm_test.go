@@ -160,7 +160,7 @@ func q(kv ...string) string {
 }
 
 func TestOrderLifecycle(t *testing.T) {
-	s := newSite(t)
+	s := newProcessSite(t)
 	a := s.newAllocation()
 	c := "cluster=" + s.env.cluster
 	r := "marketplace-provider-resources/" + a.resource.UUID + "/"
@@ -309,7 +309,7 @@ func TestOrderLifecycle(t *testing.T) {
 }
 
 func TestMembershipEvents(t *testing.T) {
-	s := newSiteWith(t, 4, map[string]any{"offering_user_delete_removes": true})
+	s := newProcessSite(t, map[string]any{"offering_user_delete_removes": true})
 	a := s.newAllocation()
 	s.provision(a)
 	c := "cluster=" + s.env.cluster
@@ -459,7 +459,7 @@ func TestMembershipEvents(t *testing.T) {
 // TestCraftedNamesAreRefused sends events whose names would be options,
 // extra arguments or shell code: each is refused before any sacctmgr runs.
 func TestCraftedNamesAreRefused(t *testing.T) {
-	s := newSiteWith(t, 4, map[string]any{"offering_user_delete_removes": true})
+	s := newProcessSite(t, map[string]any{"offering_user_delete_removes": true})
 	a := s.newAllocation()
 	s.update(a, func(r *waldur.ProviderResource) { r.State, r.BackendID = "OK", a.alloc })
 	s.waldur.takeCalls()

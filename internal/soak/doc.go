@@ -20,7 +20,18 @@
 //     success), some for good (on_failure, or the dead-letter queue,
 //     depending on the source's policy), some cannot be decoded;
 //   - the webhook every plan calls stalls for longer than the step's
-//     timeout now and then, and recovers.
+//     timeout now and then, and recovers;
+//   - a toggle stream to the steady runner (its own user_role queue and
+//     source): every SOAK_TOGGLE_EVERY, for one of four projects in turn,
+//     grant, revoke, grant, revoke of the same user (payloads 1 and 3, 2
+//     and 4 identical: the same x-message-id within the dedup window), then
+//     an exact republish of the last one with nothing between; two
+//     projects get their bursts back to back (as Waldur publishes quick
+//     successive changes), two spaced (each message once the runner has
+//     settled the ones before). Every state change must run once (by its first
+//     delivery; runs of redelivered copies are counted apart), every
+//     project must end in its last change, the republishes must not run
+//     and must be counted as duplicates.
 //
 // At the end it stops publishing and the chaos, waits for the queues to
 // drain, stops both eventfn gracefully and proves by counting that every
@@ -35,7 +46,7 @@
 // Settings (environment): SOAK_DURATION (30m), SOAK_RATE (messages per
 // second, 20), SOAK_CLOSE_EVERY (5s), SOAK_KILL_MIN/SOAK_KILL_MAX (20s/30s),
 // SOAK_STALL_EVERY/SOAK_STALL_FOR (15s/3s), SOAK_SAMPLE_EVERY (2s),
-// SOAK_DRAIN_TIMEOUT (6m), SOAK_SEED (to repeat a run's choices), SOAK_KEEP=1
+// SOAK_DRAIN_TIMEOUT (6m), SOAK_TOGGLE_EVERY (500ms), SOAK_SEED (to repeat a run's choices), SOAK_KEEP=1
 // (keep the work directory with the logs; it is kept anyway on failure),
 // EVENTFN_BIN (a prebuilt binary instead of building one).
 package soak

@@ -58,7 +58,9 @@ const (
 	endDLQ       = "dlq"       // the vhost's dead-letter queue
 )
 
-// effectsScript is the plan's effect step and the on_failure step. It logs
+// effectsScript is the plan's effect step and the on_failure step (and
+// the toggle stream's effect: one line "id redelivered incarnation" per
+// run in the toggles log, nothing else). It logs
 // every attempt ("id log incarnation") to attempts.log and fails as the
 // fate says. The effect is not idempotent: every successful run appends
 // the id to the effects log (and "id incarnation" to effects.inc), so a
@@ -70,9 +72,13 @@ const (
 // record) is allowed and counted. The on_failure step appends the id
 // unless it is there already, under a lock.
 const effectsScript = `#!/bin/sh
-# effect.sh DIR LOG ID FATE INCARNATION
+# effect.sh DIR LOG ID FATE INCARNATION [REDELIVERED]
 set -eu
 dir=$1 log=$2 id=$3 fate=$4 inc=$5
+if [ "$log" = toggles ]; then
+  echo "$id ${6:-false} $inc" >> "$dir/toggles"
+  exit 0
+fi
 echo "$id $log $inc" >> "$dir/attempts.log"
 case $fate in
 fail) echo "soak: failing $id on purpose" >&2; exit 3 ;;
@@ -96,6 +102,7 @@ type config struct {
 	stallEvery, stallFr time.Duration
 	sampleEvery         time.Duration
 	drainTimeout        time.Duration
+	toggleEvery         time.Duration
 	seed                uint64
 	keep                bool
 	bin                 string
@@ -123,6 +130,7 @@ func loadConfig(t *testing.T) config {
 		stallFr:      envDuration(t, "SOAK_STALL_FOR", 3*time.Second),
 		sampleEvery:  envDuration(t, "SOAK_SAMPLE_EVERY", 2*time.Second),
 		drainTimeout: envDuration(t, "SOAK_DRAIN_TIMEOUT", 6*time.Minute),
+		toggleEvery:  envDuration(t, "SOAK_TOGGLE_EVERY", 500*time.Millisecond),
 		rate:         20,
 		seed:         uint64(time.Now().UnixNano()),
 		keep:         os.Getenv("SOAK_KEEP") != "",
@@ -181,12 +189,28 @@ type soak struct {
 	samples                  []sample
 	maxBacklog               int
 	steadyReconnects         float64
+
+	toggles          toggleLog
+	toggleDuplicates float64 // the steady runner's duplicates of the toggles source, at the end
+}
+
+// toggleLog is what the toggle stream published: state changes per
+// x-message-id (identical payloads, so the same id, within the dedup
+// window), the exact republishes, and each key's last change.
+type toggleLog struct {
+	mu      sync.Mutex
+	changes map[string]int    // id → times published as a state change
+	dups    map[string]int    // id → exact republishes right after it (nothing between)
+	keyOf   map[string]string // id → its key (project)
+	last    map[string]string // key → id of its last change
+	bursts  int
 }
 
 func TestSoak(t *testing.T) {
 	cfg := loadConfig(t)
 	s := &soak{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 0x50a4)), runners: map[string]*proc{},
-		pubs: map[string]*published{}}
+		pubs: map[string]*published{}, toggles: toggleLog{changes: map[string]int{}, dups: map[string]int{},
+			keyOf: map[string]string{}, last: map[string]string{}}}
 	dir, err := os.MkdirTemp("", "eventfn-soak-")
 	if err != nil {
 		t.Fatal(err)
@@ -263,6 +287,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.steadyReconnects = sm["reconnects"]
+	s.toggleDuplicates = sm["toggle_duplicates"]
 	for _, name := range []string{"crash", "steady"} {
 		if err := s.runners[name].stop(60 * time.Second); err != nil {
 			t.Errorf("%s runner: graceful stop: %v", name, err)
@@ -293,6 +318,7 @@ type proc struct {
 	login   string
 	pass    string
 	queues  map[string]string // type → queue
+	toggleQ string            // the steady runner's toggles queue (user_role)
 
 	mu          sync.Mutex
 	cmd         *exec.Cmd
@@ -327,6 +353,31 @@ func (s *soak) newProc(name, bin, url string) *proc {
 			out = append(out, strconv.Quote(waldur.Destination(p.queues[typ])))
 		}
 		return "[" + strings.Join(out, ", ") + "]"
+	}
+	// The steady runner (never killed) also consumes the toggle stream,
+	// from a user_role queue of its own, through a source of its own.
+	toggleSource, toggleRule, toggleWhen := "", "", ""
+	if name == "steady" {
+		p.toggleQ = waldur.QueueName(waldurtest.NewUUID(), s.offering, waldur.TypeUserRole)
+		s.b.WaldurQueue(s.vhost, p.toggleQ)
+		s.queues = append(s.queues, p.toggleQ)
+		toggleSource = fmt.Sprintf(`  - name: toggles
+    url: %s
+    vhost: %s
+    login: %s
+    passcode_env: SOAK_PASSCODE
+    prefetch: 50
+    subscribe: [%s]
+`, url, s.vhost, p.login, strconv.Quote(waldur.Destination(p.toggleQ)))
+		toggleRule = `  - name: soak-toggles
+    on: user_role
+    when: source == "toggles"
+    key: payload?.project_uuid ?? payload.resource_uuid
+    steps:
+      - exec: [sh, "{{ vars.script }}", "{{ vars.dir }}", toggles, "{{ id }}", ok, "{{ env.SOAK_INCARNATION }}",
+               "{{ headers?.redelivered ?? 'false' }}"]
+`
+		toggleWhen = "    when: source != \"toggles\"\n"
 	}
 	rdir := filepath.Join(s.dir, name)
 	if err := os.MkdirAll(rdir, 0o700); err != nil {
@@ -371,18 +422,18 @@ sources:
     prefetch: 50
     on_failure: dead-letter
     subscribe: %s
-rules:
+%srules:
   - name: soak-acking
     on: %s
-%s    on_failure:
+%s%s    on_failure:
       - exec: [sh, "{{ vars.script }}", "{{ vars.dir }}", onfailure, "{{ id }}", ok, "{{ env.SOAK_INCARNATION }}"]
   - name: soak-deadletter
     on: %s
-%s`, s.hook.URL+"/hook", filepath.Join(s.dir, "effect.sh"), s.dir, filepath.Join(rdir, "state"),
+%s%s`, s.hook.URL+"/hook", filepath.Join(s.dir, "effect.sh"), s.dir, filepath.Join(rdir, "state"),
 		url, s.vhost, p.login, dests(ackTypes),
-		url, s.vhost, p.login, dests(dlTypes),
-		"["+strings.Join(ackTypes, ", ")+"]", steps,
-		"["+strings.Join(dlTypes, ", ")+"]", steps)
+		url, s.vhost, p.login, dests(dlTypes), toggleSource,
+		"["+strings.Join(ackTypes, ", ")+"]", toggleWhen, steps,
+		"["+strings.Join(dlTypes, ", ")+"]", steps, toggleRule)
 	p.cfgPath = filepath.Join(rdir, "eventfn.yaml")
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -492,6 +543,10 @@ func (p *proc) metrics() (map[string]float64, error) {
 			out[name] = f
 		case strings.HasPrefix(name, "eventfn_source_reconnects_total{"):
 			out["reconnects"] += f
+		case strings.HasPrefix(name, "eventfn_messages_duplicate_total{") && strings.Contains(name, `source="toggles"`):
+			out["toggle_duplicates"] += f
+		case strings.HasPrefix(name, "eventfn_messages_settled_total{") && strings.Contains(name, `source="toggles"`):
+			out["toggle_settled"] += f
 		}
 	}
 	return out, sc.Err()
@@ -575,6 +630,7 @@ func (s *soak) run() {
 	wg.Go(func() { s.closer(ctx) })
 	wg.Go(func() { s.killer(ctx) })
 	wg.Go(func() { s.sampler(ctx, start) })
+	wg.Go(func() { s.toggle(ctx) })
 	s.publish(ctx, start)
 	wg.Wait()
 }
@@ -775,6 +831,204 @@ func (s *soak) publish(ctx context.Context, start time.Time) {
 			pub = nil
 		}
 	}
+}
+
+// toggleKeys is how many projects the toggle stream changes in turn: the
+// first half back to back, the others spaced.
+const toggleKeys = 4
+
+// spacedKey reports whether the toggle stream's project k gets its
+// messages spaced: each published once the steady runner has settled
+// every toggle message before it.
+func spacedKey(k int) bool { return k >= toggleKeys/2 }
+
+// toggle publishes the toggle stream to the steady runner until ctx ends:
+// every toggleEvery a burst for one project (in turn): grant, revoke,
+// grant, revoke of the same user (payloads 1 and 3, and 2 and 4, are
+// identical: the same x-message-id within the dedup window), then an
+// exact republish of the last one, with nothing between for that project.
+// Half the projects get their bursts back to back, as Waldur publishes
+// changes made in quick succession; the others spaced, each message
+// published once the runner's count of settled toggle messages has caught
+// up with those sent (approximate around a connection close: redelivered
+// copies are settled and counted too). Every change must take effect, in order, and the
+// republish must not. A send that failed (the broker closed the
+// connection) is sent again: the same message, so at most an exact
+// republish, counted as the same change.
+func (s *soak) toggle(ctx context.Context) {
+	p := s.runners["steady"]
+	dest := waldur.Destination(p.toggleQ)
+	var pub publish.Publisher
+	defer func() {
+		if pub != nil {
+			_ = pub.Close()
+		}
+	}()
+	send := func(body []byte) string {
+		msg := publish.WaldurMessage(s.vhost, dest, body, nil, time.Now())
+		for {
+			if pub == nil {
+				dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				for pub == nil {
+					c, err := publish.Dial(dctx, publish.Options{URL: "stomp://" + brokertest.STOMPAddr, VHost: s.vhost,
+						Login: brokertest.AdminUser, Passcode: brokertest.AdminPass, ConfirmEvery: 1})
+					if err == nil {
+						pub = c
+					} else if !wait(dctx, 200*time.Millisecond) {
+						s.t.Errorf("toggle publisher: cannot connect for 2 minutes: %v", err)
+						cancel()
+						return ""
+					}
+				}
+				cancel()
+			}
+			pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := pub.Publish(pctx, msg)
+			cancel()
+			if err == nil {
+				return msg.Headers[publish.HeaderMessageID]
+			}
+			_ = pub.Close()
+			pub = nil
+		}
+	}
+	user := waldurtest.NewUUID()
+	tl := &s.toggles
+	sent := 0
+	// settled waits until the runner has settled every toggle message sent
+	// (its own count, seen from outside: there is no other signal).
+	settled := func() bool {
+		for {
+			if m, err := p.metrics(); err == nil && m["toggle_settled"] >= float64(sent) {
+				return true
+			}
+			if !wait(ctx, 20*time.Millisecond) {
+				return false
+			}
+		}
+	}
+	for round := 0; wait(ctx, s.cfg.toggleEvery); round++ {
+		k := round % toggleKeys
+		project := fmt.Sprintf("%032x", 0x70000+k)
+		var body []byte
+		for i := range 4 {
+			if spacedKey(k) && !settled() {
+				return
+			}
+			body, _ = json.Marshal(map[string]any{"project_uuid": project, "resource_uuid": project, "user_uuid": user,
+				"role_name": "PROJECT.MEMBER", "granted": i%2 == 0, "offering_uuid": s.offering})
+			id := send(body)
+			if id == "" {
+				return
+			}
+			sent++
+			tl.mu.Lock()
+			tl.changes[id]++
+			tl.keyOf[id], tl.last[project] = project, id
+			tl.mu.Unlock()
+		}
+		if spacedKey(k) && !settled() {
+			return
+		}
+		id := send(body) // the exact republish
+		if id == "" {
+			return
+		}
+		sent++
+		tl.mu.Lock()
+		tl.dups[id]++
+		tl.bursts++
+		tl.mu.Unlock()
+	}
+}
+
+// verifyToggles judges the toggle stream from the toggles log: per id, the
+// runs of first deliveries must be exactly its state changes (fewer: a
+// change was skipped; more: an exact republish ran), every key must end in
+// its last change, and the steady runner must have counted at least the
+// republishes as duplicates. Runs of redelivered copies (an ack lost with
+// a closed connection, after a later change of the key was handled) are
+// counted, not judged.
+func (s *soak) verifyToggles(fail func(string, ...any), example func(string, ...any)) string {
+	tl := &s.toggles
+	first, again := map[string]int{}, map[string]int{}
+	lastRun := map[string]string{} // key → id of the last first-delivery run
+	for _, line := range readLinesOf(s.t, filepath.Join(s.dir, "toggles")) {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		id, redelivered := f[0], f[1] == "true"
+		if _, ok := tl.keyOf[id]; !ok {
+			fail("toggles: unknown id %q ran", id)
+			continue
+		}
+		if redelivered {
+			again[id]++
+			continue
+		}
+		first[id]++
+		lastRun[tl.keyOf[id]] = id
+	}
+	changes, dups, skipped, extra, reruns := 0, 0, 0, 0, 0
+	skippedBy := map[bool]int{} // spaced? → state changes skipped
+	changesBy := map[bool]int{}
+	for id, n := range tl.changes {
+		k, _ := strconv.ParseInt(tl.keyOf[id], 16, 64)
+		spaced := spacedKey(int(k - 0x70000))
+		changes += n
+		changesBy[spaced] += n
+		dups += tl.dups[id]
+		reruns += again[id]
+		switch got := first[id]; {
+		case got < n:
+			skipped += n - got
+			skippedBy[spaced] += n - got
+			example("toggle %s (%s): %d of its %d state changes ran", id, tl.keyOf[id], got, n)
+		case got > n:
+			extra += got - n
+			example("toggle %s (%s): ran %d times for %d state changes (and %d exact republishes)", id, tl.keyOf[id], got, n, tl.dups[id])
+		}
+	}
+	wrongEnd := 0
+	for key, id := range tl.last {
+		if lastRun[key] != id {
+			wrongEnd++
+			example("toggle key %s ends in %q, want its last change %q", key, lastRun[key], id)
+		}
+	}
+	if changes == 0 {
+		fail("toggles: nothing was published: the stream proves nothing")
+	}
+	if skipped > 0 {
+		fail("toggles: %d state changes with a payload seen before were skipped (taken for duplicates): %d of %d published back to back, %d of %d spaced",
+			skipped, skippedBy[false], changesBy[false], skippedBy[true], changesBy[true])
+	}
+	if extra > 0 {
+		fail("toggles: %d exact republishes (nothing between) ran instead of being skipped", extra)
+	}
+	if wrongEnd > 0 {
+		fail("toggles: %d keys do not end in their last state change", wrongEnd)
+	}
+	if s.toggleDuplicates < float64(dups) {
+		fail("toggles: the steady runner counted %.0f duplicates of the toggles source, fewer than the %d exact republishes", s.toggleDuplicates, dups)
+	}
+	return fmt.Sprintf("%d bursts on %d keys: %d state changes (%d distinct ids): %d skipped (back to back %d of %d, spaced %d of %d); "+
+		"%d exact republishes (%.0f duplicates counted), %d of them ran; %d extra runs of redelivered copies; %d of %d keys end in their last change",
+		tl.bursts, toggleKeys, changes, len(tl.changes), skipped, skippedBy[false], changesBy[false], skippedBy[true], changesBy[true],
+		dups, s.toggleDuplicates, extra, reruns, len(tl.last)-wrongEnd, len(tl.last))
+}
+
+// readLinesOf returns the lines of a file (none when it does not exist).
+func readLinesOf(t *testing.T, path string) []string {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }
 
 // waitDrained waits until every work queue is empty with nothing
@@ -1126,6 +1380,8 @@ func (s *soak) verify(drained time.Duration, idleBefore, idleAfter float64) {
 		fail("%d journal write failures: the recorded-effect count cannot be trusted", said["journal write failed"])
 	}
 
+	toggleSummary := s.verifyToggles(fail, example)
+
 	total := len(s.order)
 	kinds := func(m map[string]int, keys []string) string {
 		var parts []string
@@ -1150,6 +1406,7 @@ func (s *soak) verify(drained time.Duration, idleBefore, idleAfter float64) {
 		"                %d dead-lettered messages back and dead-lettered again, %d settlements on a connection already gone (redelivered), %d disconnections\n",
 		said["plan resumed after its completed steps"], said["duplicate message skipped"], said["copy of a message in flight parked"],
 		said["dead-lettering it again"], said["settling message failed"], said["disconnected from broker"])
+	fmt.Printf("toggles         %s\n", toggleSummary)
 	fmt.Printf("chaos           %d connection closes (%d failed), %d SIGKILLs (%d crash-runner processes), %d webhook stalls (%d requests held)\n",
 		s.closes.Load(), s.closeErrs.Load(), s.kills.Load(), s.kills.Load()+1, s.hook.stalls(s.cfg.duration), s.hook.stalledReqs.Load())
 	fmt.Printf("drain           %s after publishing stopped; deepest work queue during the run: %d (x-max-length 10000)\n",

@@ -64,6 +64,7 @@ type Server struct {
 	queues        map[queueKey]*waldur.SubscriptionQueue
 	agentQueues   map[string]*waldur.AgentQueue // by identity
 	orders        map[string]*waldur.Order
+	orderIDs      []string // in the order they were first added
 	resources     map[string]*waldur.ProviderResource
 	teams         map[string][]waldur.TeamMember
 	requests      map[string]*BackendResourceRequest
@@ -92,6 +93,7 @@ func NewServer(token string) *Server {
 		"POST /api/marketplace-site-agent-identities/{uuid}/register_event_subscription/{$}": s.registerSubscription,
 		"POST /api/marketplace-site-agent-identities/{uuid}/register_queue/{$}":              s.registerQueue,
 		"POST /api/event-subscriptions/{uuid}/create_queue/{$}":                              s.createQueue,
+		"GET /api/marketplace-orders/{$}":                                                    s.listOrders,
 		"GET /api/marketplace-orders/{uuid}/{$}":                                             s.getOrder,
 		"POST /api/marketplace-orders/{uuid}/{action}/{$}":                                   s.orderAction,
 		"GET /api/marketplace-provider-resources/{uuid}/{$}":                                 s.getResource,
@@ -201,6 +203,9 @@ func (s *Server) AddOrder(o waldur.Order) waldur.Order {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.orders[o.UUID]; !ok {
+		s.orderIDs = append(s.orderIDs, o.UUID)
+	}
 	s.orders[o.UUID] = &o
 	return o
 }
@@ -441,6 +446,25 @@ func (s *Server) registerQueue(r *http.Request, body map[string]any) (int, any) 
 
 // --- orders ---
 
+// listOrders lists the orders in the order they were added, filtered as
+// Waldur filters them by offering_uuid and state (each given state
+// matches); other parameters (page_size, modified_before, …) are ignored.
+func (s *Server) listOrders(r *http.Request, _ map[string]any) (int, any) {
+	q := r.URL.Query()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []waldur.Order{}
+	for _, id := range s.orderIDs {
+		o := s.orders[id]
+		if (q.Has("offering_uuid") && waldur.NormalizeUUID(q.Get("offering_uuid")) != waldur.NormalizeUUID(o.OfferingUUID)) ||
+			(q.Has("state") && !slices.Contains(q["state"], o.State)) {
+			continue
+		}
+		out = append(out, *o)
+	}
+	return http.StatusOK, out
+}
+
 func (s *Server) getOrder(r *http.Request, _ map[string]any) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -537,6 +561,9 @@ func (s *Server) resourceAction(r *http.Request, body map[string]any) (int, any)
 		}
 		res.Limits = limits
 		return http.StatusOK, map[string]string{"status": "Resource limits have been changed."}
+	case "set_as_erred":
+		res.State = "Erred"
+		return http.StatusOK, nil
 	}
 	return http.StatusNotFound, detail("Not found.")
 }
