@@ -39,6 +39,10 @@ func Schema(cat spec.Catalog, sections map[string]any) map[string]any {
 		"timeout":           duration,
 		"retry":             retry,
 		"continue_on_error": map[string]any{"type": "boolean"},
+		"for_each": map[string]any{"type": "string",
+			"description": "an expr list (or {{ list }}): the step runs once per item, with item and index bound"},
+		"for_each_concurrency": map[string]any{"type": "integer", "minimum": 1, "maximum": 64,
+			"description": "items run at once (default 1)"},
 	}
 	for _, d := range cat.Definitions() {
 		stepProps[d.Kind] = kindSchema(d, template)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -99,6 +100,24 @@ func TestSchemaAcceptsTheExamplesAndRefusesMistakes(t *testing.T) {
 		src, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if err := s.Validate(instance(t, src)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	// Included files (rules only, version optional) validate as a file
+	// holding their rules.
+	includes, _ := filepath.Glob("../../examples/slurm-site/[rs][ey]*.yaml")
+	for _, f := range includes {
+		if strings.HasSuffix(f, "_test.yaml") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(src, []byte("version:")) {
+			src = append([]byte("version: 1\n"), src...)
 		}
 		if err := s.Validate(instance(t, src)); err != nil {
 			t.Errorf("%s: %v", f, err)
