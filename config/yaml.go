@@ -61,22 +61,9 @@ func (l *loader) pairs(n *yaml.Node, what string) [][2]*yaml.Node {
 	return out
 }
 
-func nodeKind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "empty"
-		}
-		return fmt.Sprintf("%q", n.Value)
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return "a document"
-}
+// nodeKind describes a node for a message: the rules package's words, so
+// that both halves of the file say it alike.
+func nodeKind(n *yaml.Node) string { return rules.DescribeNode(n) }
 
 var durationType = reflect.TypeFor[time.Duration]()
 

@@ -158,6 +158,10 @@ func (l *loader) pairs(n *yaml.Node, rule, what string) [][2]*yaml.Node {
 	return out
 }
 
+// DescribeNode says what a YAML node is, for messages: "a mapping", "a
+// list", "empty", an alias, or a scalar's value quoted (its first line).
+func DescribeNode(n *yaml.Node) string { return nodeKind(n) }
+
 func nodeKind(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
