@@ -48,13 +48,9 @@ func Sections(reg *source.Registry) map[string]any {
 // other keys (the loader decodes strictly).
 func structSchema(t reflect.Type) map[string]any {
 	props := map[string]any{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "" || name == "-" || !f.IsExported() {
-			continue
-		}
-		props[name] = typeSchema(f.Type)
+	fields, _ := yamlFields(t)
+	for name, i := range fields {
+		props[name] = typeSchema(t.Field(i).Type)
 	}
 	return map[string]any{"type": "object", "additionalProperties": false, "properties": props}
 }

@@ -101,16 +101,7 @@ func (l *loader) decodeValue(n *yaml.Node, what string, v reflect.Value) {
 			l.errorf(n, "%s must be a mapping, not %s", what, nodeKind(n))
 			return
 		}
-		fields := map[string]int{}
-		var names []string
-		for i := range t.NumField() {
-			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-			if name == "" || name == "-" || !t.Field(i).IsExported() {
-				continue
-			}
-			fields[name] = i
-			names = append(names, name)
-		}
+		fields, names := yamlFields(t)
 		for _, kv := range l.pairs(n, what) {
 			i, ok := fields[kv[0].Value]
 			if !ok {
@@ -166,16 +157,7 @@ func (l *loader) decodeFields(n *yaml.Node, what string, out any) map[string]boo
 	bad := map[string]bool{}
 	v := reflect.ValueOf(out).Elem()
 	t := v.Type()
-	fields := map[string]int{}
-	var names []string
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if name == "" || name == "-" || !t.Field(i).IsExported() {
-			continue
-		}
-		fields[name] = i
-		names = append(names, name)
-	}
+	fields, names := yamlFields(t)
 	for _, kv := range l.pairs(n, what) {
 		i, ok := fields[kv[0].Value]
 		if !ok {
@@ -260,4 +242,19 @@ func (l *loader) expandEnv(n *yaml.Node) {
 	for _, c := range n.Content {
 		l.expandEnv(c)
 	}
+}
+
+// yamlFields returns the yaml keys of struct type t (exported fields with a
+// yaml tag) with their field indexes, and the keys in field order.
+func yamlFields(t reflect.Type) (fields map[string]int, names []string) {
+	fields = map[string]int{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" || !t.Field(i).IsExported() {
+			continue
+		}
+		fields[name] = i
+		names = append(names, name)
+	}
+	return fields, names
 }
