@@ -1802,8 +1802,14 @@ func checkForm(form string, v any) []error {
 			add("%s: %s", k, err)
 		}
 	}
+	misspelt := false // an unknown key is the cause; a required key missing is then its echo
+	for k := range m {
+		if !slices.ContainsFunc(spec.Params, func(p slurmParam) bool { return p.Key == k }) {
+			misspelt = true
+		}
+	}
 	for _, p := range spec.Params {
-		if _, ok := m[p.Key]; p.Required && !ok {
+		if _, ok := m[p.Key]; p.Required && !ok && !misspelt {
 			if form == "remove_user" && p.Key == "user" {
 				continue
 			}

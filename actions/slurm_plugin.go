@@ -47,7 +47,7 @@ func (s slurmKind) Definition() spec.Definition {
 // for a step whose values are all literals, the refusal Run would give.
 func (s slurmKind) Check(params map[string]any) []error {
 	if errs := CheckSlurmParams(params); len(errs) > 0 {
-		return oneErrorPerCause(errs)
+		return errs
 	}
 	if _, complete := literal(params); !complete {
 		return nil
@@ -97,25 +97,4 @@ func (s slurmKind) Attributes(req Request, res Result) []attribute.KeyValue {
 		attrs = append(attrs, AttrExitCode.Int(code))
 	}
 	return attrs
-}
-
-// oneErrorPerCause drops "missing KEY" when a misspelt key was found in
-// the same step: the misspelling is the cause, the missing key its echo.
-func oneErrorPerCause(errs []error) []error {
-	misspelt := false
-	for _, e := range errs {
-		if strings.Contains(e.Error(), "unknown key") {
-			misspelt = true
-		}
-	}
-	if !misspelt {
-		return errs
-	}
-	out := errs[:0:0]
-	for _, e := range errs {
-		if !strings.Contains(e.Error(), ": missing ") {
-			out = append(out, e)
-		}
-	}
-	return out
 }
