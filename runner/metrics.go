@@ -71,7 +71,7 @@ func (m *Metrics) TypeLabel(rs *rules.Ruleset, t string) string {
 		for _, name := range rs.Types() {
 			set.names[name] = true
 		}
-		for _, name := range waldurTypes { // a fixed list: bounded too
+		for _, name := range rules.WaldurTypes { // a fixed list: bounded too
 			set.names[name] = true
 		}
 		delete(set.names, "*")
@@ -123,10 +123,4 @@ func NewMetrics() *Metrics {
 	}
 	reg.MustRegister(m.StepLatency, m.EndToEnd, m.InFlight, m.Connected, m.JournalWriteFailures, m.JournalWritable)
 	return m
-}
-
-// waldurTypes are the event types Waldur sends (and the timer's).
-var waldurTypes = []string{
-	"order", "user_role", "resource", "offering_user", "service_account", "course_account",
-	"importable_resources", "resource_periodic_limits", "offering_resources_sync", "timer",
 }
