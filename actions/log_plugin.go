@@ -16,6 +16,7 @@ func (l *Log) Definition() spec.Definition {
 	return spec.Definition{
 		Kind:      "log",
 		Doc:       "Writes a line to eventfn's log.",
+		InProcess: true,
 		Shorthand: "message",
 		Params: []spec.Param{
 			{Name: "message", Type: spec.String, Required: true, Doc: "The message.", Example: `"order {{ payload.order_uuid }} done"`},

@@ -508,6 +508,7 @@ func (p *parser) checkRefs(s *Step, r *Rule, defined map[string]bool) {
 func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 	s := &Step{Pos: p.pos(n), Timeout: p.rs.Defaults.Timeout, Retry: p.rs.Defaults.Retry}
 	var kindNode *yaml.Node
+	timeoutSet := false
 	errsBefore := len(p.errs)
 	for _, kv := range p.pairs(n, r.Name, "a step") {
 		k, v := kv[0], kv[1]
@@ -522,7 +523,7 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 		case "when":
 			s.When = p.expr(v, r.Name, true)
 		case "timeout":
-			s.Timeout = p.duration(v, r.Name, "timeout")
+			s.Timeout, timeoutSet = p.duration(v, r.Name, "timeout"), true
 		case "retry":
 			s.Retry = p.parseRetry(v, r.Name).Merge(p.rs.Defaults.Retry)
 		case "continue_on_error":
@@ -556,6 +557,9 @@ func (p *parser) parseStep(n *yaml.Node, r *Rule) *Step {
 		}
 		p.errorf(n, r.Name, "step has no action (one of: %s)", strings.Join(p.kinds(), ", "))
 		return nil
+	}
+	if def, _ := p.opts.Actions.Definition(s.Kind); def.InProcess && !timeoutSet {
+		s.Timeout = 0 // nothing to wait for: no timer (see spec.Definition)
 	}
 	s.Params = p.params(kindNode, r.Name, s.Kind)
 	if s.Params == nil {

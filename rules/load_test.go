@@ -50,6 +50,28 @@ func mustParse(t *testing.T, src string) *Ruleset {
 	return rs
 }
 
+// A log step waits for nothing: it gets no default timeout (no timer per
+// run), only one the step sets itself.
+func TestInProcessStepsHaveNoDefaultTimeout(t *testing.T) {
+	rs := mustParse(t, `
+version: 1
+defaults: {timeout: 5s}
+rules:
+  - name: r
+    on: x
+    steps:
+      - log: a
+      - log: b
+        timeout: 1s
+`)
+	if s := rs.Rules[0].Steps[0]; s.Timeout != 0 {
+		t.Errorf("log step without timeout: Timeout = %v, want 0", s.Timeout)
+	}
+	if s := rs.Rules[0].Steps[1]; s.Timeout != time.Second {
+		t.Errorf("log step with timeout: 1s: Timeout = %v, want 1s", s.Timeout)
+	}
+}
+
 func TestDefaultsApplyToSteps(t *testing.T) {
 	rs := mustParse(t, `
 version: 1
@@ -60,8 +82,8 @@ rules:
   - name: r
     on: x
     steps:
-      - log: a
-      - log: b
+      - exec: [/bin/true]
+      - exec: [/bin/true]
         timeout: 1s
         retry: {attempts: 2}
 `)

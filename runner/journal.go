@@ -45,6 +45,16 @@ type Completion struct {
 	Fate string
 }
 
+// AsyncCompleter is implemented by journals whose Complete waits for a
+// disk write (the durable one). CompleteAsync records c like Complete but
+// returns at once; done runs once the record is durable (nil) or failed to
+// be written (nothing recorded), on a goroutine of the journal's, in the
+// order the completions were made. done must not wait for the journal.
+// The runner settles messages this way: no goroutine waits per message.
+type AsyncCompleter interface {
+	CompleteAsync(c Completion, done func(error))
+}
+
 // Prober is implemented by journals whose writes can fail (the durable
 // one). After a failed write the runner stops taking messages and calls
 // Probe until it succeeds.

@@ -24,6 +24,12 @@ import (
 )
 
 // Settler settles a message with its broker.
+//
+// The runner calls them with a context that has no deadline, except
+// DeadLetter's (SettleTimeout), which may wait for the broker's receipt:
+// an Ack or Requeue that can block (a stalled connection) bounds its own
+// wait, so that the common case, a frame queued for the connection's
+// writer, costs no timer.
 type Settler interface {
 	// Ack tells the broker the message is handled.
 	Ack(ctx context.Context) error
@@ -34,6 +40,11 @@ type Settler interface {
 	// and acknowledges it.
 	DeadLetter(ctx context.Context, reason string) error
 }
+
+// SettleTimeout bounds how long settling one message may wait for the
+// broker (a dead-lettering's receipt, an acknowledgement on a stalled
+// connection).
+const SettleTimeout = 10 * time.Second
 
 // Message is what a source delivers: bytes, headers and a way to settle.
 type Message struct {
@@ -142,7 +153,8 @@ type Runner struct {
 	probe       chan struct{} // one prober at a time
 
 	// With a durable journal a message is settled (its completion synced,
-	// then the ack) off the dispatcher's worker, so that the worker starts
+	// then the ack) off the dispatcher's worker: the journal acks it once
+	// the completion is written (AsyncCompleter), so that the worker starts
 	// the next plan meanwhile and completions share syncs. settleRoom
 	// bounds those settlements; barriers holds, per plan key, a channel
 	// closed when the last such settlement of the key is done: the next
@@ -205,7 +217,7 @@ func New(cfg Config) *Runner {
 		probe:    make(chan struct{}, 1),
 		barriers: map[string]chan struct{}{},
 	}
-	if _, durable := cfg.Journal.(Prober); durable {
+	if _, durable := cfg.Journal.(AsyncCompleter); durable {
 		r.asyncSettle = true
 		r.settleRoom = make(chan struct{}, 4*cfg.Concurrency)
 	}
@@ -373,7 +385,7 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 		}
 	}
 	if len(cands) == 0 {
-		r.unmatched(work, m, ev, keys)
+		r.unmatched(work, m, ev, keys, nil)
 		return nil
 	}
 	var submitErr error
@@ -406,7 +418,7 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 			submitErr = err
 			t.setErr(errInterrupted, Interrupted)
 			if t.done() {
-				r.finish(work, m, ev, t, nil)
+				r.finish(work, m, ev, t, nil, nil)
 			}
 		}
 	}
@@ -468,29 +480,34 @@ func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event,
 	return prog
 }
 
-// unmatched settles a message no rule matched.
-func (r *Runner) unmatched(ctx context.Context, m *Message, ev *event.Event, keys []string) {
+// unmatched settles a message no rule matched; then, when set, runs once it
+// is settled (see settle).
+func (r *Runner) unmatched(ctx context.Context, m *Message, ev *event.Event, keys []string, then func()) {
 	r.m.Unmatched.WithLabelValues(m.Source, r.m.TypeLabel(r.rules.Load(), ev.Type)).Inc()
 	r.log.Debug("no rule matched", "source", m.Source, "id", ev.ID, "type", ev.Type)
-	r.settle(ctx, m, ev, keys, "", nil)
+	r.settleThen(ctx, m, ev, keys, "", nil, then)
 }
 
 // finishPlan settles the message whose last plan (keyed key) just ended:
-// at once with an in-memory journal; with a durable one, in a goroutine of
-// its own (see asyncSettle), with key's barrier up until it is done.
+// at once with an in-memory journal; with a durable one, without waiting
+// for the disk (see asyncSettle): the journal settles the message when
+// its completion is written, with key's barrier up until then.
 func (r *Runner) finishPlan(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress, key string) {
 	if !r.asyncSettle {
-		r.finish(ctx, m, ev, t, prog)
+		r.finish(ctx, m, ev, t, prog, nil)
 		return
 	}
 	r.settleRoom <- struct{}{} // bounded: waits in the worker when full
-	var release func()
+	var ch chan struct{}
 	if key != "" {
-		ch := make(chan struct{})
+		ch = make(chan struct{})
 		r.barrierMu.Lock()
 		r.barriers[key] = ch
 		r.barrierMu.Unlock()
-		release = func() {
+	}
+	r.settling.Add(1)
+	r.finish(ctx, m, ev, t, prog, func() {
+		if ch != nil {
 			r.barrierMu.Lock()
 			if r.barriers[key] == ch {
 				delete(r.barriers, key)
@@ -498,16 +515,9 @@ func (r *Runner) finishPlan(ctx context.Context, m *Message, ev *event.Event, t 
 			r.barrierMu.Unlock()
 			close(ch)
 		}
-	}
-	r.settling.Add(1)
-	go func() {
-		defer r.settling.Done()
-		r.finish(ctx, m, ev, t, prog)
-		if release != nil {
-			release()
-		}
 		<-r.settleRoom
-	}()
+		r.settling.Done()
+	})
 }
 
 // awaitBarrier waits until the last settlement of a plan of key is done.
@@ -760,21 +770,23 @@ func (t *tracker) done() bool { return atomic.AddInt32(&t.pending, -1) == 0 }
 
 // finish settles a message once its last plan ended; prog is that plan's
 // progress, whose held record is written when the message is requeued.
-func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress) {
+// then, when set, runs once the message is settled: it may be later, on
+// the journal's goroutine (see settleThen).
+func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress, then func()) {
 	t.mu.Lock()
 	worst, err := t.worst, t.err
 	t.mu.Unlock()
 	trace.SpanFromContext(ctx).SetAttributes(AttrPlans.Int(int(t.matched.Load())))
 	if worst == Interrupted {
 		prog.flush(ctx)
-		r.settle(ctx, m, ev, t.keys, "requeued", err)
+		r.settleThen(ctx, m, ev, t.keys, "requeued", err, then)
 		return
 	}
 	if err == nil && t.matched.Load() == 0 {
-		r.unmatched(ctx, m, ev, t.keys)
+		r.unmatched(ctx, m, ev, t.keys, then)
 		return
 	}
-	r.settle(ctx, m, ev, t.keys, "", err)
+	r.settleThen(ctx, m, ev, t.keys, "", err, then)
 }
 
 // settle applies the message's fate and logs one line about it, then
@@ -783,6 +795,15 @@ func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tra
 // entity keys the message is recorded under in the journal; nil records
 // nothing (duplicates: nothing changed).
 func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, keys []string, fate string, cause error) {
+	r.settleThen(ctx, m, ev, keys, fate, cause, nil)
+}
+
+// settleThen is settle, then then (when set). With a journal that
+// completes asynchronously and then set, the caller does not wait for the
+// disk: the broker hears of the fate, and then runs, on the journal's
+// goroutine once the completion is written; a batch of completions then
+// costs one write and no goroutine per message.
+func (r *Runner) settleThen(ctx context.Context, m *Message, ev *event.Event, keys []string, fate string, cause error, then func()) {
 	if fate == "" {
 		fate = FateAcked
 		if cause != nil && m.DeadLetterOnFailure {
@@ -797,11 +818,33 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, keys [
 	// left for redelivery, and the runner takes no more messages until
 	// the journal can be written (awaitJournal).
 	if fate != "requeued" && keys != nil && ev != nil && ev.ID != "" {
-		if jerr := r.cfg.Journal.Complete(Completion{Source: m.Source, ID: ev.ID, Keys: keys, Fate: fate}); jerr != nil {
+		c := Completion{Source: m.Source, ID: ev.ID, Keys: keys, Fate: fate}
+		if aj, ok := r.cfg.Journal.(AsyncCompleter); ok && then != nil {
+			aj.CompleteAsync(c, func(jerr error) {
+				fate, cause := fate, cause
+				if jerr != nil {
+					r.journalFailed(jerr)
+					fate, cause = "requeued", fmt.Errorf("journal write failed, left for redelivery: %w", jerr)
+				}
+				r.settled(ctx, m, ev, fate, cause)
+				then()
+			})
+			return
+		}
+		if jerr := r.cfg.Journal.Complete(c); jerr != nil {
 			r.journalFailed(jerr)
 			fate, cause = "requeued", fmt.Errorf("journal write failed, left for redelivery: %w", jerr)
 		}
 	}
+	r.settled(ctx, m, ev, fate, cause)
+	if then != nil {
+		then()
+	}
+}
+
+// settled tells the broker m's fate (its completion, if any, is recorded)
+// and settles the copies parked behind it.
+func (r *Runner) settled(ctx context.Context, m *Message, ev *event.Event, fate string, cause error) {
 	// The flight ends before the broker hears of the fate: a copy arriving
 	// from now on finds the completion in the journal.
 	var copies []parked
@@ -817,7 +860,7 @@ func (r *Runner) settle(ctx context.Context, m *Message, ev *event.Event, keys [
 func (r *Runner) apply(ctx context.Context, m *Message, ev *event.Event, fate string, cause error, handled string) {
 	var err error
 	if m.Settler != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		sctx := context.WithoutCancel(ctx) // settled even when the runner stops
 		switch fate {
 		case FateAcked:
 			err = m.Settler.Ack(sctx)
@@ -826,11 +869,12 @@ func (r *Runner) apply(ctx context.Context, m *Message, ev *event.Event, fate st
 			if cause != nil { // it travels in a header (x-eventfn-error): no secrets
 				reason = r.red.Error(cause)
 			}
-			err = m.Settler.DeadLetter(sctx, reason)
+			dctx, cancel := context.WithTimeout(sctx, SettleTimeout)
+			err = m.Settler.DeadLetter(dctx, reason)
+			cancel()
 		case "requeued":
 			err = m.Settler.Requeue(sctx)
 		}
-		cancel()
 	}
 	typ := ""
 	if ev != nil {

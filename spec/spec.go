@@ -70,6 +70,10 @@ type Definition struct {
 	Result []Field
 	// Example is a whole step in YAML flow syntax.
 	Example string
+	// InProcess marks a kind that runs inside eventfn and never waits for
+	// anything outside it (log): its steps get no default timeout, so
+	// they cost no timer, unless the rule sets timeout: itself.
+	InProcess bool
 }
 
 // Param returns the parameter named name.

@@ -123,6 +123,13 @@ type Journal struct {
 	closed  bool
 	stopped chan struct{}
 
+	// notify carries each written batch's CompleteAsync callbacks to the
+	// notifier goroutine, which runs them in log order while the
+	// committer goes on with the next batch; notified is closed when it
+	// has run the last.
+	notify   chan batchDone
+	notified chan struct{}
+
 	// committer's own (no lock needed)
 	f        *os.File
 	w        writeSyncer
@@ -144,12 +151,21 @@ const preallocChunk = 4 << 20
 type batch struct {
 	buf   []byte
 	apply []func()
+	// after are the CompleteAsync callbacks of the batch's completions.
+	after []func(error)
 	done  chan struct{}
+	err   error
+}
+
+// batchDone is a written batch's callbacks and its write's result.
+type batchDone struct {
+	after []func(error)
 	err   error
 }
 
 var _ runner.Journal = (*Journal)(nil)
 var _ runner.Prober = (*Journal)(nil)
+var _ runner.AsyncCompleter = (*Journal)(nil)
 
 // Open opens (creating if needed) the journal in dir, replaying its log.
 // dir is created with mode 0700 when missing. It fails, with a message
@@ -180,6 +196,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	j := &Journal{opts: opts, log: opts.Logger, dir: dir, path: filepath.Join(dir, FileName),
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}),
+		notify: make(chan batchDone, 64), notified: make(chan struct{}),
 		mem: runner.NewMemoryJournalWith(runner.MemoryOptions{Window: opts.Window, MaxEntries: opts.MaxEntries,
 			StepMaxAge: opts.MaxAge, Now: opts.Now})}
 	if err := j.lockDir(); err != nil {
@@ -194,6 +211,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 			"journal", j.path)
 	}
 	go j.commit()
+	go j.notifier()
 	return j, nil
 }
 
@@ -450,8 +468,37 @@ func (j *Journal) Progress(source, id, rule string) runner.Progress {
 // Complete implements runner.Journal: it returns once the completion is on
 // disk (or failed to be written: then nothing changed).
 func (j *Journal) Complete(c runner.Completion) error {
+	b, apply := j.completion(c)
+	if err := j.submit(b, apply); err != nil {
+		return fmt.Errorf("journal: complete %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// CompleteAsync implements runner.AsyncCompleter: the completion joins the
+// next batch like Complete's, but the caller does not wait for it; done
+// runs on the journal's notifier goroutine once the batch is on disk (nil)
+// or failed to be written, in log order, while the committer writes the
+// next batch. A closed journal calls done at once, on the caller's
+// goroutine.
+func (j *Journal) CompleteAsync(c runner.Completion, done func(error)) {
+	b, apply := j.completion(c)
+	wrapped := func(err error) {
+		if err != nil {
+			err = fmt.Errorf("journal: complete %s: %w", c.ID, err)
+		}
+		done(err)
+	}
+	if err := j.queue(b, apply, wrapped); err != nil {
+		wrapped(err)
+	}
+}
+
+// completion encodes c's record, and what applies it to memory once it is
+// written.
+func (j *Journal) completion(c runner.Completion) ([]byte, func()) {
 	at := j.opts.Now()
-	var b []byte
+	b := make([]byte, 0, 16+len(c.Source)+len(c.ID)+len(c.Fate)+8*len(c.Keys))
 	b = append(b, recComplete)
 	b = binary.AppendVarint(b, at.UnixNano())
 	b = appendStr(appendStr(appendStr(b, c.Source), c.ID), c.Fate)
@@ -459,10 +506,7 @@ func (j *Journal) Complete(c runner.Completion) error {
 	for _, k := range c.Keys {
 		b = appendStr(b, k)
 	}
-	if err := j.submit(b, func() { j.mem.Apply(c, at) }); err != nil {
-		return fmt.Errorf("journal: complete %s: %w", c.ID, err)
-	}
-	return nil
+	return b, func() { j.mem.Apply(c, at) }
 }
 
 // Probe implements runner.Prober.
@@ -478,10 +522,28 @@ var errClosed = errors.New("journal closed")
 // submit queues one record for the next batch and waits for the batch to
 // be on disk; apply runs (in log order) once it is.
 func (j *Journal) submit(body []byte, apply func()) error {
+	b, err := j.enqueue(body, apply, nil)
+	if err != nil {
+		return err
+	}
+	<-b.done
+	return b.err
+}
+
+// queue queues one record for the next batch without waiting; after runs
+// on the notifier once the batch is written.
+func (j *Journal) queue(body []byte, apply func(), after func(error)) error {
+	_, err := j.enqueue(body, apply, after)
+	return err
+}
+
+// enqueue adds one record to the batch being filled and wakes the
+// committer.
+func (j *Journal) enqueue(body []byte, apply func(), after func(error)) (*batch, error) {
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
-		return errClosed
+		return nil, errClosed
 	}
 	b := j.cur
 	if b == nil {
@@ -492,13 +554,25 @@ func (j *Journal) submit(body []byte, apply func()) error {
 	if apply != nil {
 		b.apply = append(b.apply, apply)
 	}
+	if after != nil {
+		b.after = append(b.after, after)
+	}
 	j.mu.Unlock()
 	select {
 	case j.wake <- struct{}{}:
 	default:
 	}
-	<-b.done
-	return b.err
+	return b, nil
+}
+
+// notifier runs the CompleteAsync callbacks of written batches, in order.
+func (j *Journal) notifier() {
+	defer close(j.notified)
+	for d := range j.notify {
+		for _, f := range d.after {
+			f(d.err)
+		}
+	}
 }
 
 // commit is the committer: it writes whatever is queued, one write and one
@@ -506,6 +580,7 @@ func (j *Journal) submit(body []byte, apply func()) error {
 // next batch.
 func (j *Journal) commit() {
 	defer close(j.stopped)
+	defer close(j.notify)
 	for {
 		<-j.wake
 		j.mu.Lock()
@@ -520,6 +595,9 @@ func (j *Journal) commit() {
 				}
 			}
 			close(b.done)
+			if len(b.after) > 0 {
+				j.notify <- batchDone{after: b.after, err: b.err}
+			}
 		}
 		if closed {
 			return
@@ -680,6 +758,7 @@ func (j *Journal) Close() error {
 	default:
 	}
 	<-j.stopped
+	<-j.notified
 	err := j.f.Close()
 	j.lock.Close()
 	return err

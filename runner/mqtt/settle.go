@@ -3,6 +3,8 @@ package mqtt
 import (
 	"context"
 	"fmt"
+
+	"github.com/eventfn/eventfn/runner"
 )
 
 // delivery is one message handed to the runner, with the redeliveries of it
@@ -118,6 +120,10 @@ func (d *delivery) DeadLetter(ctx context.Context, _ string) error {
 // ack acknowledges copies. paho's Ack blocks until its writer takes the
 // PUBACK, so it runs aside and ctx bounds the wait.
 func ack(ctx context.Context, copies []inbound) error {
+	// paho's Ack blocks while its outgoing queue is full (a stalled
+	// connection): bounded here, not by the runner (see runner.Settler).
+	ctx, cancel := context.WithTimeout(ctx, runner.SettleTimeout)
+	defer cancel()
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
