@@ -76,14 +76,20 @@ type Executor struct {
 // Execute runs plan. It never panics on bad data: a step that fails to
 // render fails the plan like any other failing step.
 // The plan runs in a span of its own, a child of the one in ctx.
-func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) (res PlanResult) {
+func (x *Executor) Execute(ctx context.Context, plan rules.Plan, prog Progress) PlanResult {
+	return x.execute(ctx, plan, prog, true)
+}
+
+// execute is Execute; logPlan false leaves the plan's info line to the
+// caller (the runner puts a message's only plan on the message's line).
+func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, logPlan bool) (res PlanResult) {
 	r := plan.Rule
 	res = PlanResult{Rule: r.Name, Key: plan.Key}
 	var span trace.Span // nil when not tracing: see endPlan
 	if x.tracing(ctx) {
 		ctx, span = x.tracer().Start(ctx, "rule "+r.Name, trace.WithAttributes(AttrRule.String(r.Name), AttrKey.String(plan.Key)))
 	}
-	defer func() { x.endPlan(ctx, span, res) }()
+	defer func() { x.endPlan(ctx, span, res, logPlan) }()
 	if x.Emit != nil {
 		ctx = actions.WithEmitter(ctx, func(ctx context.Context, e actions.Emitted) (string, error) {
 			return x.Emit(ctx, plan, e)

@@ -72,6 +72,12 @@ type Message struct {
 	DeadLetterOnFailure bool
 	Received            time.Time
 	Settler             Settler
+
+	// plan is the outcome of the message's one plan, when it had exactly
+	// one: its line is the message's line (see apply), not a line of its
+	// own. Set by the plan's worker before the message is settled.
+	plan    PlanResult
+	hasPlan bool
 }
 
 // Deliver hands a message to the runner. It returns once the message is
@@ -393,6 +399,9 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	// the other anyway, and a job per rule doubled the cost per rule of the
 	// type (BenchmarkDeliverRules).
 	groups := byKey(cands)
+	// A message with one candidate rule logs one line: its plan's outcome
+	// rides on the message's (apply).
+	solo := len(groups) == 1 && len(groups[0]) == 1
 	t := &tracker{pending: int32(len(groups)), keys: keys}
 	for _, g := range groups {
 		key := g[0].Key
@@ -402,7 +411,7 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 			r.awaitBarrier(key)
 			var prog *planProgress
 			for _, c := range g {
-				if p := r.runCandidate(work, m, ev, env, c, t); p != nil {
+				if p := r.runCandidate(work, m, ev, env, c, t, solo); p != nil {
 					prog.flush(work) // an earlier plan of this job: not the message's last
 					prog = p
 				}
@@ -447,7 +456,10 @@ func byKey(cands []rules.Candidate) [][]rules.Candidate {
 // runCandidate evaluates one rule's condition for ev and, when it holds,
 // runs its plan; the outcome goes to t. It returns the plan's progress in
 // the journal (nil when the rule did not run or the message has no id).
-func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event, env map[string]any, c rules.Candidate, t *tracker) *planProgress {
+//
+// solo is true when c is the message's only candidate: the plan's outcome
+// is then logged on the message's line, not on a line of its own.
+func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event, env map[string]any, c rules.Candidate, t *tracker, solo bool) *planProgress {
 	p, matched, err := c.Match(ev, env)
 	if err != nil {
 		r.m.RuleErrors.WithLabelValues(c.Rule.Name).Inc()
@@ -464,7 +476,10 @@ func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event,
 	if ev.ID != "" {
 		prog = &planProgress{r: r, p: r.cfg.Journal.Progress(m.Source, ev.ID, p.Rule.Name), last: len(p.Rule.Steps) - 1}
 	}
-	res := r.exec.Execute(work, p, prog.progress())
+	res := r.exec.execute(work, p, prog.progress(), !solo)
+	if solo {
+		m.plan, m.hasPlan = res, true
+	}
 	if res.Resumed > 0 {
 		r.m.Resumed.WithLabelValues(m.Source).Inc()
 		r.log.Info("plan resumed after its completed steps", "id", ev.ID, "rule", p.Rule.Name, "skipped_steps", res.Resumed)
@@ -639,7 +654,7 @@ func (r *Runner) land(m *Message, ev *event.Event) []parked {
 func (r *Runner) unpark(copies []parked, ev *event.Event, fate string, cause error) {
 	for _, c := range copies {
 		if fate != "requeued" {
-			r.m.Duplicates.WithLabelValues(c.m.Source, ev.Type).Inc()
+			r.m.Duplicates.WithLabelValues(c.m.Source, r.m.TypeLabel(r.rules.Load(), ev.Type)).Inc()
 			trace.SpanFromContext(c.ctx).SetAttributes(AttrDuplicate.Bool(true))
 		}
 		f := fate
@@ -899,9 +914,12 @@ func (r *Runner) apply(ctx context.Context, m *Message, ev *event.Event, fate st
 	}
 	// One line per message: typed attributes, no boxing of each into an
 	// any and back (see BenchmarkDeliver's log/nolog pair for its cost).
-	attrs := make([]slog.Attr, 0, 8)
+	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs, slog.String("source", m.Source), slog.String("id", messageID(m, ev)), slog.String("type", typ),
 		slog.String("fate", fate), slog.Int64("duration_ms", time.Since(m.Received).Milliseconds()))
+	if m.hasPlan && handled == "" {
+		attrs = planAttrs(attrs, m.plan)
+	}
 	if tid := telemetry.TraceID(ctx); tid != "" {
 		attrs = append(attrs, slog.String("trace_id", tid))
 	}

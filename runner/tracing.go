@@ -59,8 +59,12 @@ func (h headerCarrier) Get(key string) string {
 	if v, ok := h[key]; ok {
 		return v
 	}
+	// The propagators ask for a few names (traceparent, tracestate,
+	// baggage) that most messages lack: compare lengths before folding.
+	// The names asked for are ASCII, and so is any spelling of them that
+	// matters.
 	for k, v := range h {
-		if strings.EqualFold(k, key) {
+		if len(k) == len(key) && strings.EqualFold(k, key) {
 			return v
 		}
 	}
@@ -146,8 +150,8 @@ func (x *Executor) tracing(ctx context.Context) bool {
 
 // endPlan records a plan's outcome on its span (nil: not tracing; ctx
 // then holds the parent's span context), logs it (info, naming the rule)
-// and ends the span.
-func (x *Executor) endPlan(ctx context.Context, span trace.Span, res PlanResult) {
+// when logPlan is set, and ends the span.
+func (x *Executor) endPlan(ctx context.Context, span trace.Span, res PlanResult, logPlan bool) {
 	sc := trace.SpanContextFromContext(ctx)
 	if span != nil {
 		span.SetAttributes(AttrPlanOutcome.String(res.Outcome.String()))
@@ -155,37 +159,35 @@ func (x *Executor) endPlan(ctx context.Context, span trace.Span, res PlanResult)
 			span.SetAttributes(AttrResumed.Int(res.Resumed))
 		}
 		sc = span.SpanContext()
-	}
-	if x.Logger == nil || !x.Logger.Enabled(ctx, slog.LevelInfo) {
-		if span != nil {
-			if res.Outcome != Success {
-				span.SetStatus(codes.Error, x.Redactor.Error(res.Err))
-			}
-			span.End()
+		if res.Outcome != Success {
+			span.SetStatus(codes.Error, x.Redactor.Error(res.Err))
 		}
+		defer span.End()
+	}
+	if !logPlan || x.Logger == nil || !x.Logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	attrs := []slog.Attr{slog.String("rule", res.Rule), slog.String("outcome", res.Outcome.String())}
+	attrs := planAttrs(make([]slog.Attr, 0, 6), res)
+	if tid := sc.TraceID(); tid.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", tid.String()))
+	}
+	if res.Outcome != Success {
+		attrs = append(attrs, slog.String("error", x.Redactor.Error(res.Err)))
+	}
+	x.Logger.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
+}
+
+// planAttrs appends what a log line says of a plan: its rule, outcome and
+// key, and the steps it skipped as done before.
+func planAttrs(attrs []slog.Attr, res PlanResult) []slog.Attr {
+	attrs = append(attrs, slog.String("rule", res.Rule), slog.String("outcome", res.Outcome.String()))
 	if res.Key != "" {
 		attrs = append(attrs, slog.String("key", res.Key))
 	}
 	if res.Resumed > 0 {
 		attrs = append(attrs, slog.Int("resumed_steps", res.Resumed))
 	}
-	if tid := sc.TraceID(); tid.IsValid() {
-		attrs = append(attrs, slog.String("trace_id", tid.String()))
-	}
-	if res.Outcome != Success {
-		msg := x.Redactor.Error(res.Err)
-		if span != nil {
-			span.SetStatus(codes.Error, msg)
-		}
-		attrs = append(attrs, slog.String("error", msg))
-	}
-	x.Logger.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
-	if span != nil {
-		span.End()
-	}
+	return attrs
 }
 
 // stepAttrs describes a rendered step: what it is, and what its kind says

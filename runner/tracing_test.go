@@ -431,7 +431,8 @@ func TestAttemptRecordsTheCommandsRun(t *testing.T) {
 
 // TestStepAndPlanLogLines: at debug, one line per step attempt with the
 // kind, command, exit code and duration; at info, one line per plan naming
-// the rule; secrets masked in both.
+// the rule (a message's only plan on the message's line, see
+// TestOnePlanOneLine); secrets masked in both.
 func TestStepAndPlanLogLines(t *testing.T) {
 	rs := opsParse(t, `
 version: 1
@@ -440,9 +441,15 @@ secrets:
 rules:
   - name: provision
     on: order
+    key: '"a"'
     steps:
       - id: cmd
         exec: {argv: [sh, -c, 'exit 3', sh, "{{ secrets.api_token }}"], ok_exit_codes: [3]}
+  - name: other
+    on: order
+    key: '"b"'
+    steps:
+      - log: {level: debug, message: other}
 `)
 	var logs syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -459,15 +466,61 @@ rules:
 		case "step attempt":
 			step = m
 		case "plan done":
-			plan = m
+			if m["rule"] == "provision" {
+				plan = m
+			}
 		}
 	}
 	if step == nil || step["level"] != "DEBUG" || step["kind"] != "exec" || step["rule"] != "provision" || step["step"] != "cmd" ||
 		step["command"] != "sh -c \"exit 3\" sh ***" || step["exit_code"] != float64(3) || step["duration"] == nil {
 		t.Errorf("step line: %v", step)
 	}
-	if plan == nil || plan["level"] != "INFO" || plan["rule"] != "provision" || plan["outcome"] != "success" {
+	if plan == nil || plan["level"] != "INFO" || plan["rule"] != "provision" || plan["outcome"] != "success" || plan["key"] != "a" {
 		t.Errorf("plan line: %v", plan)
+	}
+	if strings.Contains(logs.String(), secretToken) {
+		t.Error("a secret reached the log")
+	}
+}
+
+// TestOnePlanOneLine: a message that only one rule could take logs one
+// info line, the message's, naming the rule and the plan's outcome; a
+// failed plan's error is on it, masked.
+func TestOnePlanOneLine(t *testing.T) {
+	rs := opsParse(t, `
+version: 1
+secrets:
+  api_token: {env: EVENTFN_TEST_UNUSED}
+rules:
+  - name: provision
+    on: order
+    key: payload.uuid
+    steps:
+      - exec: {argv: [sh, -c, 'exit 4', sh, "{{ secrets.api_token }}"]}
+        retry: {attempts: 1}
+`)
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	msg := &Message{Source: "s", Type: "order", ID: "m-1", Body: []byte(`{"uuid":"u1"}`), Settler: newOpsSettler()}
+	runOnce(t, Config{Rules: rs, Actions: actions.Standard(actions.Options{Logger: logger}), Logger: logger,
+		Secrets: map[string]any{"api_token": secretToken}}, msg)
+	var lines []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if m["msg"] == "plan done" || m["msg"] == "message failed" || m["msg"] == "message handled" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("got %d plan/message lines, want 1: %v", len(lines), lines)
+	}
+	l := lines[0]
+	if l["msg"] != "message failed" || l["rule"] != "provision" || l["outcome"] != "failed" || l["key"] != "u1" ||
+		l["id"] != "m-1" || !strings.Contains(fmt.Sprint(l["error"]), "exit") {
+		t.Errorf("message line: %v", l)
 	}
 	if strings.Contains(logs.String(), secretToken) {
 		t.Error("a secret reached the log")
@@ -530,7 +583,10 @@ rules:
 			plan = m
 		}
 	}
-	if handled["trace_id"] != tid || plan["trace_id"] != tid {
-		t.Errorf("log lines without the message's trace id:\nhandled %v\nplan %v", handled, plan)
+	if handled["trace_id"] != tid || handled["rule"] != "r" {
+		t.Errorf("the message's line (its only plan's too) without the trace id or the rule: %v", handled)
+	}
+	if plan != nil {
+		t.Errorf("a message's only plan logged a line of its own: %v", plan)
 	}
 }
