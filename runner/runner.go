@@ -73,9 +73,9 @@ type Message struct {
 	Received            time.Time
 	Settler             Settler
 
-	// plan is the outcome of the message's one plan, when it had exactly
-	// one: its line is the message's line (see apply), not a line of its
-	// own. Set by the plan's worker before the message is settled.
+	// plan is the outcome of the message's one plan, when exactly one
+	// ran: its line is the message's line (see apply), not a line of its
+	// own. Set by finish before the message is settled.
 	plan    PlanResult
 	hasPlan bool
 }
@@ -399,9 +399,6 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	// the other anyway, and a job per rule doubled the cost per rule of the
 	// type (BenchmarkDeliverRules).
 	groups := byKey(cands)
-	// A message with one candidate rule logs one line: its plan's outcome
-	// rides on the message's (apply).
-	solo := len(groups) == 1 && len(groups[0]) == 1
 	t := &tracker{pending: int32(len(groups)), keys: keys}
 	for _, g := range groups {
 		key := g[0].Key
@@ -411,7 +408,7 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 			r.awaitBarrier(key)
 			var prog *planProgress
 			for _, c := range g {
-				if p := r.runCandidate(work, m, ev, env, c, t, solo); p != nil {
+				if p := r.runCandidate(work, m, ev, env, c, t); p != nil {
 					prog.flush(work) // an earlier plan of this job: not the message's last
 					prog = p
 				}
@@ -456,10 +453,8 @@ func byKey(cands []rules.Candidate) [][]rules.Candidate {
 // runCandidate evaluates one rule's condition for ev and, when it holds,
 // runs its plan; the outcome goes to t. It returns the plan's progress in
 // the journal (nil when the rule did not run or the message has no id).
-//
-// solo is true when c is the message's only candidate: the plan's outcome
-// is then logged on the message's line, not on a line of its own.
-func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event, env map[string]any, c rules.Candidate, t *tracker, solo bool) *planProgress {
+// The plan's info line is left to finish (see logPlans).
+func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event, env map[string]any, c rules.Candidate, t *tracker) *planProgress {
 	p, matched, err := c.Match(ev, env)
 	if err != nil {
 		r.m.RuleErrors.WithLabelValues(c.Rule.Name).Inc()
@@ -476,10 +471,8 @@ func (r *Runner) runCandidate(work context.Context, m *Message, ev *event.Event,
 	if ev.ID != "" {
 		prog = &planProgress{r: r, p: r.cfg.Journal.Progress(m.Source, ev.ID, p.Rule.Name), last: len(p.Rule.Steps) - 1}
 	}
-	res := r.exec.execute(work, p, prog.progress(), !solo)
-	if solo {
-		m.plan, m.hasPlan = res, true
-	}
+	res := r.exec.execute(work, p, prog.progress(), false)
+	t.addPlan(res)
 	if res.Resumed > 0 {
 		r.m.Resumed.WithLabelValues(m.Source).Inc()
 		r.log.Info("plan resumed after its completed steps", "id", ev.ID, "rule", p.Rule.Name, "skipped_steps", res.Resumed)
@@ -771,6 +764,7 @@ type tracker struct {
 	mu      sync.Mutex
 	err     error
 	worst   Outcome
+	plans   []PlanResult // of the rules that ran
 }
 
 func (t *tracker) setErr(err error, o Outcome) {
@@ -783,14 +777,45 @@ func (t *tracker) setErr(err error, o Outcome) {
 
 func (t *tracker) done() bool { return atomic.AddInt32(&t.pending, -1) == 0 }
 
+func (t *tracker) addPlan(res PlanResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.plans = append(t.plans, res)
+}
+
+// logPlans logs the plans of m that ran: one, on the message's line (see
+// apply); several, a line each ("plan done", naming the rule).
+func (r *Runner) logPlans(ctx context.Context, m *Message, ev *event.Event, plans []PlanResult) {
+	if len(plans) == 1 {
+		m.plan, m.hasPlan = plans[0], true
+		return
+	}
+	if len(plans) == 0 || !r.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	tid := telemetry.TraceID(ctx)
+	for _, res := range plans {
+		attrs := planAttrs(make([]slog.Attr, 0, 8), res)
+		attrs = append(attrs, slog.String("id", messageID(m, ev)))
+		if tid != "" {
+			attrs = append(attrs, slog.String("trace_id", tid))
+		}
+		if res.Outcome != Success {
+			attrs = append(attrs, slog.String("error", r.red.Error(res.Err)))
+		}
+		r.log.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
+	}
+}
+
 // finish settles a message once its last plan ended; prog is that plan's
 // progress, whose held record is written when the message is requeued.
 // then, when set, runs once the message is settled: it may be later, on
 // the journal's goroutine (see settleThen).
 func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress, then func()) {
 	t.mu.Lock()
-	worst, err := t.worst, t.err
+	worst, err, plans := t.worst, t.err, t.plans
 	t.mu.Unlock()
+	r.logPlans(ctx, m, ev, plans)
 	trace.SpanFromContext(ctx).SetAttributes(AttrPlans.Int(int(t.matched.Load())))
 	if worst == Interrupted {
 		prog.flush(ctx)
