@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -63,11 +64,11 @@ func loadRules(path string) (*config.Config, error) {
 
 type stampKey struct{}
 
-// stamp is a message's publish time; first makes only the first action of
-// the message record it.
+// stamp is a message's publish time; recorded makes only the first action
+// of the message record it.
 type stamp struct {
-	ns    int64
-	first chan struct{}
+	ns       int64
+	recorded atomic.Bool
 }
 
 type stampPropagator struct{ propagation.TextMapPropagator }
@@ -76,7 +77,7 @@ func (p stampPropagator) Extract(ctx context.Context, c propagation.TextMapCarri
 	ctx = p.TextMapPropagator.Extract(ctx, c)
 	if v := c.Get(publish.HeaderPublishedAt); v != "" {
 		if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
-			ctx = context.WithValue(ctx, stampKey{}, &stamp{ns: ns, first: make(chan struct{}, 1)})
+			ctx = context.WithValue(ctx, stampKey{}, &stamp{ns: ns})
 		}
 	}
 	return ctx
@@ -90,10 +91,8 @@ type timedAction struct {
 
 func (a timedAction) Run(ctx context.Context, req actions.Request) (actions.Result, error) {
 	if s, ok := ctx.Value(stampKey{}).(*stamp); ok {
-		select {
-		case s.first <- struct{}{}:
+		if s.recorded.CompareAndSwap(false, true) {
 			a.m.lat.record(time.Duration(time.Now().UnixNano() - s.ns))
-		default:
 		}
 	}
 	if a.delay > 0 && !sleep(ctx, a.delay) {
