@@ -63,7 +63,18 @@ type Rule struct {
 	Steps       []*Step
 	OnFailure   []*Step
 	Pos         Pos
+	// stepResults is true when its plan must keep step results in its
+	// environment (see NeedsStepResults).
+	stepResults bool
 }
+
+// NeedsStepResults reports whether a plan of the rule must keep its steps'
+// results (steps.<id>) and its error in an environment of its own: some
+// step expression may read them, or it has on_failure steps. A plan of a
+// rule that needs neither runs in the event's environment as it is, with
+// no copy per plan. Conservative: any expression naming steps or $env
+// counts as reading them.
+func (r *Rule) NeedsStepResults() bool { return r.stepResults }
 
 // Step is one action of a rule.
 type Step struct {
@@ -432,7 +443,31 @@ func (p *parser) parseRule(n *yaml.Node) *Rule {
 			p.errs = append(p.errs, Error{Pos: e.Pos, Rule: r.Name, Msg: fmt.Sprintf("steps.%s: when and key run before any step", id)})
 		}
 	}
+	r.stepResults = len(r.OnFailure) > 0 || readsStepResults(r.Steps)
 	return r
+}
+
+// readsStepResults reports whether an expression of steps may read the
+// results of earlier steps: it names steps, or $env (the whole
+// environment).
+func readsStepResults(steps []*Step) bool {
+	for _, s := range steps {
+		var exprs []*Expr
+		for _, e := range []*Expr{s.When, s.ForEach} {
+			if e != nil {
+				exprs = append(exprs, e)
+			}
+		}
+		if s.Params != nil {
+			exprs = s.Params.exprs(exprs)
+		}
+		for _, e := range exprs {
+			if strings.Contains(e.Src, "steps") || strings.Contains(e.Src, "$env") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (r *Rule) exprsOutsideSteps() []*Expr {

@@ -227,3 +227,23 @@ func TestInclude(t *testing.T) {
 		t.Fatalf("rules = %v", rs.Rules)
 	}
 }
+
+// A rule's plans get an environment of their own only when an expression
+// may read step results or the rule has on_failure steps.
+func TestNeedsStepResults(t *testing.T) {
+	for _, c := range []struct {
+		steps string
+		want  bool
+	}{
+		{`[{log: "{{ payload.x }}"}]`, false},
+		{`[{id: a, log: x}, {log: "{{ steps.a.ok }}"}]`, true},
+		{`[{id: a, log: x}, {log: x, when: steps.a.ok}]`, true},
+		{`[{log: "{{ $env.payload.x }}"}]`, true},
+		{"[{log: x}]\n    on_failure: [{log: \"{{ error }}\"}]", true},
+	} {
+		rs := mustParse(t, "version: 1\nrules:\n  - name: r\n    on: x\n    steps: "+c.steps+"\n")
+		if got := rs.Rules[0].NeedsStepResults(); got != c.want {
+			t.Errorf("steps %s: NeedsStepResults = %v, want %v", c.steps, got, c.want)
+		}
+	}
+}

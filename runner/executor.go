@@ -95,9 +95,14 @@ func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, 
 			return x.Emit(ctx, plan, e)
 		})
 	}
-	env := maps.Clone(plan.Env)
-	steps := map[string]any{}
-	env["steps"] = steps
+	// Step results live in a copy of the event's environment, made only
+	// for a rule whose expressions may read them (NeedsStepResults): the
+	// other plans read the shared environment and never write it.
+	env, steps := plan.Env, map[string]any(nil)
+	if r.NeedsStepResults() {
+		env, steps = maps.Clone(plan.Env), map[string]any{}
+		env["steps"] = steps
+	}
 	req := actions.Request{Type: plan.Event.Type, Rule: r.Name, Key: plan.Key, MessageID: plan.Event.ID}
 	for i, s := range r.Steps {
 		if err := ctx.Err(); err != nil { // stopped between steps: resume here on redelivery
@@ -110,7 +115,7 @@ func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, 
 				if span != nil {
 					span.AddEvent("step resumed", trace.WithAttributes(AttrStep.String(s.Label())))
 				}
-				if s.ID != "" {
+				if s.ID != "" && steps != nil {
 					steps[s.ID] = map[string]any(done)
 				}
 				continue
@@ -122,7 +127,7 @@ func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, 
 			// result with secrets masked.
 			out = actions.Result(x.Redactor.Value(map[string]any(out)).(map[string]any))
 		}
-		if s.ID != "" && out != nil {
+		if s.ID != "" && out != nil && steps != nil {
 			steps[s.ID] = map[string]any(out)
 		}
 		if err != nil && ctx.Err() != nil {
@@ -280,6 +285,9 @@ func (x *Executor) step(ctx context.Context, s *rules.Step, env map[string]any, 
 }
 
 func (x *Executor) onFailure(ctx context.Context, plan rules.Plan, env map[string]any, cause error, req *actions.Request) {
+	if len(plan.Rule.OnFailure) == 0 {
+		return // env may be the event's, shared: see NeedsStepResults
+	}
 	env["error"] = x.Redactor.Error(cause) // {{ error }} may go to Waldur, which customers read
 	steps := env["steps"].(map[string]any)
 	for _, s := range plan.Rule.OnFailure {
