@@ -73,7 +73,6 @@ rules:
 	}
 }
 
-
 // The executor leaves the event's environment as it was for a rule that
 // needs no step results, failing step included.
 func TestExecutorDoesNotWriteASharedEnvironment(t *testing.T) {
