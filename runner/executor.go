@@ -90,7 +90,7 @@ func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, 
 		ctx, span = x.tracer().Start(ctx, "rule "+r.Name, trace.WithAttributes(AttrRule.String(r.Name), AttrKey.String(plan.Key)))
 	}
 	defer func() { x.endPlan(ctx, span, res, logPlan) }()
-	if x.Emit != nil {
+	if x.Emit != nil && emits(r) {
 		ctx = actions.WithEmitter(ctx, func(ctx context.Context, e actions.Emitted) (string, error) {
 			return x.Emit(ctx, plan, e)
 		})
@@ -153,6 +153,22 @@ func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, 
 		}
 	}
 	return res
+}
+
+// emits reports whether a step of r (on_failure's too) is an emit step,
+// which needs the emitter in its context.
+func emits(r *rules.Rule) bool {
+	for _, s := range r.Steps {
+		if s.Kind == "emit" {
+			return true
+		}
+	}
+	for _, s := range r.OnFailure {
+		if s.Kind == "emit" {
+			return true
+		}
+	}
+	return false
 }
 
 // run runs a step: once, or once per item of its for_each.

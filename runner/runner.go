@@ -78,6 +78,8 @@ type Message struct {
 	// own. Set by finish before the message is settled.
 	plan    PlanResult
 	hasPlan bool
+	// sid is SID(Source, the event's id), made once per message.
+	sid string
 }
 
 // Deliver hands a message to the runner. It returns once the message is
@@ -368,7 +370,8 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 	keys := dedupKeys(ev, cands)
 	repeat := false
 	if ev.ID != "" {
-		repeat = r.arrive(SID(m.Source, ev.ID), keys)
+		m.sid = SID(m.Source, ev.ID)
+		repeat = r.arrive(m.sid, keys)
 		if r.park(work, m, ev, repeat) {
 			return nil
 		}
@@ -608,7 +611,7 @@ func (r *Runner) arrive(sid string, keys []string) bool {
 // since), parks m to be settled with the first copy's fate and reports
 // true. Parking never blocks: the source goes on delivering.
 func (r *Runner) park(ctx context.Context, m *Message, ev *event.Event, repeat bool) bool {
-	sid := SID(m.Source, ev.ID)
+	sid := m.sid
 	r.flightMu.Lock()
 	defer r.flightMu.Unlock()
 	f := r.inflight[sid]
@@ -629,7 +632,10 @@ func (r *Runner) park(ctx context.Context, m *Message, ev *event.Event, repeat b
 // land ends one delivery of ev's id and, when it was the last in flight,
 // returns the copies parked behind them.
 func (r *Runner) land(m *Message, ev *event.Event) []parked {
-	sid := SID(m.Source, ev.ID)
+	sid := m.sid
+	if sid == "" {
+		sid = SID(m.Source, ev.ID)
+	}
 	r.flightMu.Lock()
 	defer r.flightMu.Unlock()
 	f := r.inflight[sid]
@@ -765,6 +771,7 @@ type tracker struct {
 	err     error
 	worst   Outcome
 	plans   []PlanResult // of the rules that ran
+	first   [1]PlanResult
 }
 
 func (t *tracker) setErr(err error, o Outcome) {
@@ -780,6 +787,9 @@ func (t *tracker) done() bool { return atomic.AddInt32(&t.pending, -1) == 0 }
 func (t *tracker) addPlan(res PlanResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.plans == nil {
+		t.plans = t.first[:0] // most messages run one plan: no allocation
+	}
 	t.plans = append(t.plans, res)
 }
 
