@@ -57,8 +57,9 @@ func (rs *Ruleset) Environment(ev *event.Event, secrets map[string]any) map[stri
 		"vars":    rs.Vars,
 		"env":     rs.Env,
 		"secrets": secrets,
-		"steps":   map[string]any{},
-		"error":   "",
+		// steps is not here: a plan whose rule reads step results adds
+		// its own (Rule.NeedsStepResults); no other expression names it.
+		"error": "",
 	}
 }
 
