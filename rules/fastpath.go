@@ -10,7 +10,7 @@ import (
 
 // fastPath evaluates, without expr's VM, an expression that is a plain
 // member path from a root of the environment: payload.order_uuid,
-// headers["x-foo"], payload?.username ?? ”, payload.n == 0. Most of the
+// headers["x-foo"], payload?.username ?? "", payload.n == 0. Most of the
 // rules' keys, conditions and {{ }} are such paths, and a VM run costs a
 // pooled VM and, per member access, strictGet's boxed argument slice.
 //
