@@ -32,6 +32,10 @@ type Expr struct {
 	// stack on every run, and a rule's when runs for every event of its
 	// type. Pooled per expression, a VM's buffers fit its program.
 	vms sync.Pool
+	// fast, when set, evaluates the expression (a plain member path) by
+	// map lookups, without the VM (fastpath.go). program stays the
+	// expression's meaning: the VM runs whenever fast declines.
+	fast *fastPath
 }
 
 // compileEnv is the shape of the expression environment, for type checks.
@@ -171,7 +175,8 @@ func compileExpr(src string, pos Pos, asBool bool) (*Expr, error) {
 	if patch.raws > 0 && !isRaw {
 		return nil, fmt.Errorf("expression %q: raw(...) must wrap the whole expression, once", src)
 	}
-	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, tainted: patch.tainted && !isRaw, raw: isRaw, items: patch.items, names: patch.names}, nil
+	return &Expr{Src: src, Pos: pos, program: prog, steps: patch.steps, tainted: patch.tainted && !isRaw, raw: isRaw, items: patch.items, names: patch.names,
+		fast: newFastPath(prog)}, nil
 }
 
 // rawFunc is raw(x): x unchanged. The compiler notes it: the value is then
@@ -187,6 +192,18 @@ func (e *Expr) Raw() bool { return e.raw }
 
 // Eval runs the expression over env. It may run concurrently.
 func (e *Expr) Eval(env map[string]any) (any, error) {
+	if e.fast != nil {
+		if v, ok := e.fast.eval(env); ok {
+			return v, nil
+		}
+		// Declined (an error to report, or a value it does not copy):
+		// the VM gives the value or the error, text and all.
+	}
+	return e.evalVM(env)
+}
+
+// evalVM runs the expression on expr's VM: Eval without the fast path.
+func (e *Expr) evalVM(env map[string]any) (any, error) {
 	m, _ := e.vms.Get().(*vm.VM)
 	if m == nil {
 		m = &vm.VM{}

@@ -147,7 +147,14 @@ func (v *Value) RenderIn(env map[string]any, lenient bool, ctx Context, elem fun
 		}
 		return r, nil
 	}
+	// One buffer for the whole string, where growing it as the pieces
+	// arrive made three for a message of two uuids or names.
+	n := len(v.expr) * pieceGuess
+	for _, t := range v.text {
+		n += len(t)
+	}
 	var b strings.Builder
+	b.Grow(n)
 	trusted := -1 // length of the text before the first event value
 	for i, e := range v.expr {
 		b.WriteString(v.text[i])
@@ -180,6 +187,10 @@ func (v *Value) RenderIn(env map[string]any, lenient bool, ctx Context, elem fun
 	}
 	return out, nil
 }
+
+// pieceGuess is the room a template leaves per interpolated value: a uuid
+// (32 hex digits) or a name fits.
+const pieceGuess = 32
 
 // Context is the kind of place a step parameter is rendered into. It says
 // how a value interpolated from the event is escaped or checked there,

@@ -1,0 +1,298 @@
+package rules
+
+import (
+	"reflect"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+	"github.com/expr-lang/expr/vm/runtime"
+)
+
+// fastPath evaluates, without expr's VM, an expression that is a plain
+// member path from a root of the environment: payload.order_uuid,
+// headers["x-foo"], payload?.username ?? "", payload.n == 0. Most of the
+// rules' keys, conditions and {{ }} are such paths, and a VM run costs a
+// pooled VM and, per member access, strictGet's boxed argument slice.
+//
+// It is built from the compiled (patched, type-checked, optimised) tree and
+// accepted only when the program's bytecode holds nothing but the opcodes
+// that tree compiles to, so that what it mirrors is what the VM would run.
+// It copies the VM's results only: wherever the VM would fail, or a value
+// is of a kind whose handling is not plainly a map lookup (a pointer, a
+// struct, a map of another type, a string or list indexed by a key), eval
+// reports !ok and Expr.Eval runs the VM, which gives the error (its text
+// and position) or the value. A fallback costs a failed lookup and the VM
+// run; errors are rare on the hot path.
+type fastPath struct {
+	// root is the environment key the path starts from (item and index
+	// read loopVar's).
+	root string
+	segs []fastSeg
+	// chain: the path is an expr chain (it holds a ?.), whose value the VM
+	// turns into nil when it is a typed nil (a nil map, say).
+	chain bool
+	op    fastOp
+	// lit is the literal of ?? or ==, as the compiler pushes it.
+	lit any
+	// asBool: the program ends in expr's cast to bool (expr.AsBool).
+	asBool bool
+}
+
+type fastOp uint8
+
+const (
+	opPath     fastOp = iota // the path's value
+	opCoalesce               // path ?? lit
+	opEqual                  // path == lit
+	opNotEqual               // path != lit
+)
+
+// fastSeg is one member access of the path.
+type fastSeg struct {
+	key string
+	// strict: a.b, a["b"], compiled to strictGet: a missing key is an
+	// error. Else a?.b, or the loopVar's item/index: a missing key is nil.
+	strict bool
+	// optional: a?.b: when a is nil (or a typed nil), the rest of the
+	// innermost chain holding it is skipped and gives nil; end is the
+	// index of the segment after that chain.
+	optional bool
+	end      int
+}
+
+// fastOpcodes are the only opcodes the programs of the shapes newFastPath
+// accepts compile to. A program with any other is left to the VM: a guard
+// against a tree that compiles to something the analysis did not expect
+// (OpEqualString on a string-typed root, OpLoadField, a function call).
+var fastOpcodes = map[vm.Opcode]bool{
+	vm.OpLoadFast: true, vm.OpPush: true, vm.OpFetch: true, vm.OpCall2: true,
+	vm.OpJumpIfNil: true, vm.OpJumpIfNotNil: true, vm.OpPop: true, vm.OpNil: true,
+	vm.OpDeref: true, vm.OpEqual: true, vm.OpNot: true, vm.OpCast: true,
+	vm.OpTrue: true, vm.OpFalse: true,
+}
+
+// newFastPath returns the fast path of prog, or nil when prog is not one of
+// its shapes.
+func newFastPath(prog *vm.Program) *fastPath {
+	f := &fastPath{}
+	for i, op := range prog.Bytecode {
+		if !fastOpcodes[op] {
+			return nil
+		}
+		if op == vm.OpCast {
+			// expr.AsBool's cast (argument 3, runtime.ToBool), last.
+			if prog.Arguments[i] != 3 || i != len(prog.Bytecode)-1 {
+				return nil
+			}
+			f.asBool = true
+		}
+	}
+	node := prog.Node()
+	if b, ok := node.(*ast.BinaryNode); ok {
+		switch b.Operator {
+		case "??":
+			f.op = opCoalesce
+		case "==":
+			f.op = opEqual
+		case "!=":
+			f.op = opNotEqual
+		default:
+			return nil
+		}
+		lit, ok := literal(b.Right)
+		if !ok {
+			return nil
+		}
+		if f.op != opCoalesce && !isInterface(b.Left.Type()) {
+			// Equality of a typed left (type == "x") compiles to
+			// OpEqualString or OpEqualInt, which the guard refuses too.
+			return nil
+		}
+		f.lit = lit
+		node = b.Left
+	}
+	_, f.chain = node.(*ast.ChainNode)
+	pb := pathBuilder{f: f}
+	if !pb.walk(node) || f.root == "" {
+		return nil
+	}
+	return f
+}
+
+func isInterface(t reflect.Type) bool { return t == nil || t.Kind() == reflect.Interface }
+
+// literal returns the value the compiler pushes for a constant node
+// (compiler.IntegerNode and its neighbours), for the kinds of constants
+// rules write: strings, bools, nil, ints and float64s. Others are left to
+// the VM.
+func literal(n ast.Node) (any, bool) {
+	switch n := n.(type) {
+	case *ast.StringNode:
+		return n.Value, true
+	case *ast.BoolNode:
+		return n.Value, true
+	case *ast.NilNode:
+		return nil, true
+	case *ast.IntegerNode:
+		// The checker types a literal int; were it retyped (the compiler
+		// would push an int64, a float64…), leave it to the VM.
+		if n.Type() == nil || n.Type().Kind() == reflect.Int {
+			return n.Value, true
+		}
+	case *ast.FloatNode:
+		if n.Type() == nil || n.Type().Kind() == reflect.Float64 {
+			return n.Value, true
+		}
+	case *ast.ConstantNode:
+		switch n.Value.(type) {
+		case nil, string, bool, int, int64, float64:
+			return n.Value, true
+		}
+	}
+	return nil, false
+}
+
+// pathBuilder flattens a path's tree into segments, as the compiler
+// compiles it: a ?. jumps to the end of the innermost chain being compiled.
+type pathBuilder struct {
+	f *fastPath
+	// chains holds, per chain being walked, its optional segments.
+	chains [][]int
+}
+
+func (b *pathBuilder) walk(n ast.Node) bool {
+	f := b.f
+	switch n := n.(type) {
+	case *ast.IdentifierNode:
+		if _, root := compileEnv[n.Value]; !root {
+			return false
+		}
+		f.root = n.Value
+		return true
+	case *ast.ChainNode:
+		b.chains = append(b.chains, nil)
+		if !b.walk(n.Node) {
+			return false
+		}
+		for _, i := range b.chains[len(b.chains)-1] {
+			f.segs[i].end = len(f.segs)
+		}
+		b.chains = b.chains[:len(b.chains)-1]
+		return true
+	case *ast.CallNode: // strictPatch's __get(a, "b")
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok || id.Value != "__get" || len(n.Arguments) != 2 {
+			return false
+		}
+		key, ok := n.Arguments[1].(*ast.StringNode)
+		if !ok || !b.walk(n.Arguments[0]) {
+			return false
+		}
+		f.segs = append(f.segs, fastSeg{key: key.Value, strict: true})
+		return true
+	case *ast.MemberNode: // a?.b, or item and index (loopVar.item)
+		key, ok := n.Property.(*ast.StringNode)
+		if !ok || n.Method {
+			return false
+		}
+		if !n.Optional {
+			// strictPatch turns every other plain access into __get.
+			id, ok := n.Node.(*ast.IdentifierNode)
+			if !ok || id.Value != loopVar {
+				return false
+			}
+		}
+		if n.Optional && len(b.chains) == 0 {
+			return false // the compiler emits no jump outside a chain
+		}
+		if !b.walk(n.Node) {
+			return false
+		}
+		if n.Optional {
+			last := len(b.chains) - 1
+			b.chains[last] = append(b.chains[last], len(f.segs))
+		}
+		f.segs = append(f.segs, fastSeg{key: key.Value, optional: n.Optional})
+		return true
+	}
+	return false
+}
+
+// eval returns the expression's value over env, or ok false when the VM
+// must run: it would fail, or the case is not one eval copies.
+func (f *fastPath) eval(env map[string]any) (v any, ok bool) {
+	cur := env[f.root] // OpLoadFast
+	for i := 0; i < len(f.segs); i++ {
+		s := &f.segs[i]
+		if s.optional && isNil(cur) { // OpJumpIfNil: the value stays
+			i = s.end - 1
+			continue
+		}
+		m, isMap := cur.(map[string]any)
+		if !isMap {
+			// strictGet: nil is an error, others go to runtime.Fetch,
+			// as do ?. and item: a string or list indexed by a
+			// key is an error, structs and other maps are not plain.
+			return nil, false
+		}
+		x, found := m[s.key]
+		if !found && s.strict {
+			return nil, false // strictGet: no key
+		}
+		cur = x // a missing key of ?. is nil (runtime.Fetch)
+	}
+	if f.chain && isNil(cur) {
+		cur = nil // ChainNode: a typed nil becomes nil
+	}
+	switch f.op {
+	case opCoalesce, opEqual, opNotEqual:
+		// OpDeref: the VM dereferences pointers first; leave them to it.
+		if cur != nil && isPointer(cur) {
+			return nil, false
+		}
+		switch f.op {
+		case opCoalesce:
+			if isNil(cur) {
+				cur = f.lit
+			}
+		case opEqual:
+			cur = runtime.Equal(cur, f.lit)
+		case opNotEqual:
+			cur = !runtime.Equal(cur, f.lit)
+		}
+	}
+	if f.asBool {
+		switch cur.(type) { // runtime.ToBool: nil is false, not a bool fails
+		case nil:
+			return false, true
+		case bool:
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// isNil is runtime.IsNil, without reflection for JSON's types.
+func isNil(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case string, bool, float64, int:
+		return false
+	case map[string]any:
+		return t == nil
+	case []any:
+		return t == nil
+	}
+	return runtime.IsNil(v)
+}
+
+// isPointer reports whether v is a value OpDeref would change.
+func isPointer(v any) bool {
+	switch v.(type) {
+	case string, bool, float64, int, map[string]any, []any:
+		return false
+	}
+	return reflect.TypeOf(v).Kind() == reflect.Pointer
+}
