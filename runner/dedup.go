@@ -49,29 +49,30 @@ const maxKeyPart = 128
 // so that any other event of its type handled in between makes a repeat
 // of it run again: the conservative choice, running rather than skipping.
 func EntityKey(ev *event.Event) string {
-	key := ev.Type
 	fields, known := entityFields[ev.Type]
-	found := false
-	if known {
-		for _, f := range fields {
-			if v, ok := keyPart(ev.Payload, f); ok {
-				key += "|" + f + "=" + v
-				found = true
-			}
+	if !known {
+		fields = genericEntityFields
+	}
+	// One buffer for the whole key: "entity:" type ("|" field "=" value)…
+	var b []byte
+	for _, f := range fields {
+		v, ok := keyPart(ev.Payload, f)
+		if !ok {
+			continue
 		}
-	} else {
-		for _, f := range genericEntityFields {
-			if v, ok := keyPart(ev.Payload, f); ok {
-				key += "|" + f + "=" + v
-				found = true
-				break
-			}
+		if b == nil {
+			b = make([]byte, 0, 64)
+			b = append(append(b, "entity:"...), ev.Type...)
+		}
+		b = append(append(append(append(b, '|'), f...), '='), v...)
+		if !known {
+			break // the first generic field names the entity
 		}
 	}
-	if !found {
+	if b == nil {
 		return "type:" + ev.Type
 	}
-	return "entity:" + key
+	return string(b)
 }
 
 func keyPart(p map[string]any, f string) (string, bool) {

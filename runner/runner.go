@@ -437,7 +437,14 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 // byKey groups candidates by key, keeping file order within a group and
 // the order of first appearance between groups.
 func byKey(cands []rules.Candidate) [][]rules.Candidate {
-	if len(cands) == 1 {
+	same := true // the common case: every candidate under one key
+	for _, c := range cands[1:] {
+		if c.Key != cands[0].Key {
+			same = false
+			break
+		}
+	}
+	if same {
 		return [][]rules.Candidate{cands}
 	}
 	var groups [][]rules.Candidate
