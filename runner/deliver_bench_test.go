@@ -75,22 +75,26 @@ func (s countingSettler) DeadLetter(context.Context, string) error { s.settled(f
 // The runner's log line goes to a real text handler writing to io.Discard
 // (formatting counted, I/O not), or to slog.DiscardHandler ("nolog").
 //
-// Allocation budget, per message: ~80 allocations, ~6.6 KiB (was ~122 and
-// 9.4 KiB before issue 15's cuts; ~190 and 14 KiB before the one-pass
-// decoder), for a message with two headers:
+// Allocation budget, per message: ~63 allocations, ~5.2 KiB (85 and 6.9
+// KiB before this round of issue 15's cuts, ~122 and 9.4 KiB before the
+// first, ~190 and 14 KiB before the one-pass decoder), for a message with
+// two headers:
 //   - decoding: ~12 (see event.BenchmarkDecodePayload);
-//   - the expression environment: 7 (its map, the steps map, three boxed
-//     strings; headers only when an expression reads them, see
-//     rules.BenchmarkEnvironment);
-//   - match and render: expr's argument slices and string results, a
-//     map and a string per template (rules.BenchmarkMatch, RenderStep);
-//   - the plan: its environment clone (6), the step's result map, the log
-//     step's result (no attributes when its level is dropped);
-//   - the step's 60 s default timeout and the settle's 10 s timeout: a
-//     context and a timer each (4 each; a step without timeout or retry
-//     makes none, see actions.BenchmarkDo);
+//   - the expression environment: its map and three boxed strings (no
+//     steps map: a plan whose rule reads step results makes its own, see
+//     Rule.NeedsStepResults; headers only when an expression reads them,
+//     see rules.BenchmarkEnvironment);
+//   - match and render: plain paths (payload.x, a ?? 'd', a == 'c') by map
+//     lookups without allocating (rules.BenchmarkFastPath); the VM's
+//     argument slices for the rest; a buffer and a string per template;
+//   - the plan: the step's result map, the log step's result (no
+//     attributes when its level is dropped); no environment copy, no
+//     emitter context (the rule has no emit step), no timer (a log step
+//     has no default timeout, see actions.BenchmarkDo);
 //   - the journal's progress record and completion, dedup keys (4);
-//   - the log line: its attribute slice (none when the level is off).
+//   - settling: no timer (only a dead-lettering waits for the broker);
+//   - the log line: its attribute slice (none when the level is off); a
+//     message with one plan logs one line, not two.
 //
 // No spans, span names or attributes (the no-op provider, see
 // TestNoopTracingStillPropagates): before, they cost ~30 allocations and
