@@ -97,6 +97,8 @@ func coalesces(c net.Conn) bool {
 	return false
 }
 
+// newWireMode wraps a transport, with a flusher goroutine when coalesce is
+// set (it runs until Close or a write error).
 func newWireMode(c net.Conn, coalesce bool) *wire {
 	w := &wire{Conn: c, boundary: true, extra: map[string]string{}, dead: make(chan struct{}),
 		coalesce: coalesce, limit: maxPending, flushed: make(chan struct{})}
