@@ -2,6 +2,7 @@ package stomp
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
@@ -20,12 +21,15 @@ import (
 //     every subscription of the connection;
 //   - records when data last arrived and the first I/O error, so the
 //     session learns of a dead connection without relying on go-stomp's
-//     goroutines.
+//     goroutines;
+//   - coalesces writes (see flush): go-stomp writes and flushes one frame
+//     at a time, so without it every ACK costs a system call (and, over
+//     TLS or a WebSocket, a record or a message of its own).
 //
 // go-stomp flushes exactly one frame per Write (its frames here are far
 // smaller than its 4 KiB buffer, except SEND bodies, which are never
 // rewritten), so a frame to rewrite is always a whole Write that starts at
-// a frame boundary.
+// a frame boundary. Rewriting happens in Write, before coalescing.
 type wire struct {
 	net.Conn
 
@@ -48,11 +52,63 @@ type wire struct {
 	deadOnce sync.Once
 	dead     chan struct{}
 	deadErr  error
+
+	// Write coalescing; coalesce, limit and flushed are set once, the rest
+	// is guarded by mu. Write appends to pending and wakes the flusher,
+	// which swaps pending with spare and writes it in one transport Write
+	// while further frames gather in the other buffer: no allocation per
+	// Write once the two buffers have grown.
+	coalesce bool
+	pending  []byte
+	spare    []byte        // the buffer the next swap makes pending; nil while in flight
+	limit    int           // bytes pending past which Write waits (maxPending)
+	werr     error         // why nothing more is written: a write failed or Close
+	more     sync.Cond     // signalled when pending grows or werr is set
+	room     sync.Cond     // broadcast when pending is taken or werr is set
+	flushed  chan struct{} // closed when the flusher has returned
+	waitHook func()        // tests: called (mu held) when a Write starts waiting for room
 }
 
-func newWire(c net.Conn) *wire {
-	w := &wire{Conn: c, boundary: true, extra: map[string]string{}, dead: make(chan struct{})}
+// maxPending bounds the bytes waiting for the flusher. Past it Write blocks,
+// and go-stomp's queue behind it fills, so a stalled socket cannot grow
+// memory without bound. ACKs are ~100 bytes: a full prefetch window of them
+// is far below this.
+const maxPending = 1 << 20
+
+// maxSpare is the largest buffer kept for reuse once written: a large SEND
+// body does not pin its buffer for the connection's lifetime.
+const maxSpare = 64 << 10
+
+// newWire wraps a transport; writes are coalesced for the transports
+// dialTransport makes (see coalesces).
+func newWire(c net.Conn) *wire { return newWireMode(c, coalesces(c)) }
+
+// coalesces reports whether writes to c go through a flusher goroutine:
+// for TCP, TLS and WebSocket, where each Write is a system call (and a TLS
+// record or a WebSocket message). RabbitMQ Web-STOMP takes a message
+// holding several frames and applies each (TestCoalescedAcksOverTheBroker).
+// Any other net.Conn, such as a test double reading back what was just
+// written, is written synchronously, in the caller's Write.
+func coalesces(c net.Conn) bool {
+	switch c.(type) {
+	case *net.TCPConn, *tls.Conn, *wsConn:
+		return true
+	}
+	return false
+}
+
+// newWireMode wraps a transport, with a flusher goroutine when coalesce is
+// set (it runs until Close or a write error).
+func newWireMode(c net.Conn, coalesce bool) *wire {
+	w := &wire{Conn: c, boundary: true, extra: map[string]string{}, dead: make(chan struct{}),
+		coalesce: coalesce, limit: maxPending, flushed: make(chan struct{})}
+	w.more.L, w.room.L = &w.mu, &w.mu
 	w.lastRead.Store(time.Now().UnixNano())
+	if coalesce {
+		go w.flush()
+	} else {
+		close(w.flushed)
+	}
 	return w
 }
 
@@ -111,37 +167,138 @@ func (w *wire) follow(p []byte) {
 // awaited.
 func (w *wire) sawError() bool { return w.errorSeen.Load() }
 
-// Write implements net.Conn.
+// Write implements net.Conn. When writes are coalesced it returns once p
+// is queued for the flusher; a transport error is returned by the Writes
+// after it (and kills the wire at once).
 func (w *wire) Write(p []byte) (int, error) {
-	out := p
 	w.mu.Lock()
-	if w.boundary && len(w.extra) > 0 {
-		if line, rest, ok := bytes.Cut(p, []byte{'\n'}); ok {
-			cmd := string(bytes.TrimSuffix(line, []byte{'\r'}))
-			if cmd == "NACK" || cmd == "SUBSCRIBE" {
-				key := cmd + "\x00" + headerValue(rest, "id")
-				if add, ok := w.extra[key]; ok {
-					delete(w.extra, key)
-					out = make([]byte, 0, len(p)+len(add))
-					out = append(out, line...)
-					out = append(out, '\n')
-					out = append(out, add...)
-					out = append(out, rest...)
-				}
-			}
+	if !w.coalesce {
+		line, add, rest := w.rewrite(p)
+		w.mu.Unlock()
+		out := p
+		if add != "" {
+			out = make([]byte, 0, len(p)+len(add))
+			out = append(append(append(append(out, line...), '\n'), add...), rest...)
 		}
+		if _, err := w.Conn.Write(out); err != nil {
+			w.kill(err)
+			return 0, err
+		}
+		return len(p), nil
 	}
-	w.boundary = endsFrame(p, w.boundary)
-	w.mu.Unlock()
-	if _, err := w.Conn.Write(out); err != nil {
-		w.kill(err)
+	// Wait for room only when something is pending: a single Write larger
+	// than the limit (a large SEND body) still goes out.
+	for w.werr == nil && len(w.pending) > 0 && len(w.pending)+len(p) > w.limit {
+		if w.waitHook != nil {
+			w.waitHook()
+		}
+		w.room.Wait()
+	}
+	if err := w.werr; err != nil {
+		w.mu.Unlock()
 		return 0, err
 	}
+	if line, add, rest := w.rewrite(p); add != "" {
+		w.pending = append(append(append(append(w.pending, line...), '\n'), add...), rest...)
+	} else {
+		w.pending = append(w.pending, p...)
+	}
+	w.more.Signal()
+	w.mu.Unlock()
 	return len(p), nil
 }
 
-// Close implements net.Conn.
+// rewrite returns the headers to add to frame p (NACK or SUBSCRIBE) and
+// where they go, after line; add is "" when p is written as it is. It
+// tracks frame boundaries. Called with mu held.
+func (w *wire) rewrite(p []byte) (line []byte, add string, rest []byte) {
+	atStart := w.boundary
+	w.boundary = endsFrame(p, atStart)
+	if !atStart || len(w.extra) == 0 {
+		return nil, "", nil
+	}
+	line, rest, ok := bytes.Cut(p, []byte{'\n'})
+	if !ok {
+		return nil, "", nil
+	}
+	cmd := string(bytes.TrimSuffix(line, []byte{'\r'}))
+	if cmd != "NACK" && cmd != "SUBSCRIBE" {
+		return nil, "", nil
+	}
+	key := cmd + "\x00" + headerValue(rest, "id")
+	add, ok = w.extra[key]
+	if !ok {
+		return nil, "", nil
+	}
+	delete(w.extra, key)
+	return line, add, rest
+}
+
+// flush is the flusher goroutine of a coalescing wire. Whatever is pending
+// when it wakes goes out in one transport Write, so while a Write is in
+// progress frames gather and then leave together; when it is idle a frame
+// leaves as soon as the flusher runs: no timer, no delay beyond a
+// goroutine wake-up. It returns on Close or on the first write error.
+func (w *wire) flush() {
+	defer close(w.flushed)
+	w.mu.Lock()
+	for {
+		for w.werr == nil && len(w.pending) == 0 {
+			w.more.Wait()
+		}
+		if w.werr != nil {
+			// Closed: what is still pending is dropped, as a closed
+			// connection's unsent frames are.
+			w.pending = nil
+			w.mu.Unlock()
+			return
+		}
+		out := w.pending
+		w.pending, w.spare = w.spare[:0], nil
+		w.room.Broadcast()
+		w.mu.Unlock()
+
+		_, err := w.Conn.Write(out)
+
+		w.mu.Lock()
+		if err != nil {
+			// The first of Close and this error sets werr and the reason
+			// the wire died alike (Close kills after setting werr).
+			first := w.werr == nil
+			if first {
+				w.werr = err
+				w.kill(err)
+			}
+			w.pending = nil
+			w.room.Broadcast()
+			w.mu.Unlock()
+			if first {
+				// go-stomp does not see this error until its next Write
+				// (a heart-beat may be seconds away). Closing the
+				// transport fails its reader now, as the failing Write
+				// used to make go-stomp close the connection itself.
+				_ = w.Conn.Close()
+			}
+			return
+		}
+		if cap(out) <= maxSpare {
+			w.spare = out[:0]
+		}
+	}
+}
+
+// Close implements net.Conn. Nothing pending is written any more: the
+// flusher stops (a Write it has in progress fails as the transport
+// closes), and later Writes fail.
 func (w *wire) Close() error {
+	w.mu.Lock()
+	if w.werr == nil {
+		w.werr = errClosedByUs
+	}
+	w.pending = nil
+	w.more.Broadcast()
+	w.room.Broadcast()
+	w.mu.Unlock()
 	w.kill(errClosedByUs)
 	return w.Conn.Close()
 }

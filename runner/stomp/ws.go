@@ -16,8 +16,11 @@ import (
 // frame split across WebSocket messages, or several frames in one message
 // (both allowed by STOMP-over-WebSocket servers; RabbitMQ Web-STOMP sends
 // one frame per text message), reads as the same stream. Each Write is sent
-// as one binary message: go-stomp flushes one frame per Write, and binary
-// messages carry bodies that are not valid UTF-8 as well.
+// as one binary message (binary messages carry bodies that are not valid
+// UTF-8 as well). The wire's flusher writes whatever frames are pending at
+// once, so a message may hold several frames; RabbitMQ Web-STOMP parses a
+// message as part of the stream and applies each
+// (TestCoalescedAcksOverTheBroker).
 type wsConn struct {
 	ws *websocket.Conn
 
