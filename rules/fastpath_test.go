@@ -39,11 +39,47 @@ var fastExprs = []string{
 	"payload?.none != nil", "payload?.a != 'x'", "payload.ptr == 'p'", "payload.nilv == nil",
 	"payload?.granted ?? false", "payload?.b ?? false", "payload?.s ?? false",
 	"payload.list == nil", "payload.a == 'x'", "payload.s.x ?? 'd'",
+	"(payload?.s ?? '') != ''", "(payload?.none ?? '') == ''",
+	// in and not in over constant lists: strings only (the optimiser's
+	// map: nil looks up "", other needles fail), mixed (runtime.Equal per
+	// element), holding nil or empty (built by OpArray)
+	"payload.s in ['str']", "payload.s in ['a', 'str']", "payload.s not in ['a', 'b']",
+	"(payload?.s ?? '') not in ['done', 'str']", "(payload?.order_state ?? '') not in ['done', 'erred', 'canceled']",
+	"payload?.none in ['', 'x']", "payload?.none in ['x']", "payload?.none not in ['']", "payload.n in ['x']",
+	"payload.n in [1, 3]", "payload.n in [3.0]", "payload.f in [2.5, 'x']", "payload.n not in [1, 2]",
+	"payload.b in [true, false]", "payload?.granted in [true, false]", "payload.s in [1, 'str', true]",
+	"payload?.none in [nil]", "payload?.none in [1, nil]", "payload.nilmap in [nil, 1]", "payload.nilmap in ['']",
+	"payload.nilmap not in ['x']", "payload?.nilmap in ['']", "payload.list in ['x', 1]", "payload.a in [1, 'x']",
+	"payload.a in ['x']", "payload.list not in ['x']", "payload.ptr in ['p']", "payload.ptr in ['p', 1]",
+	"payload.n in []", "payload.s not in []", "type in ['order', 'x']", "type not in ['order']",
+	`headers?.["x-foo"] in ["bar"]`, "item?.name in ['i']", "index in [0, 2]", "payload.obj in ['o']",
+	"payload.strs in [nil, 1]", "payload.obj in [nil]", "!(payload.s in ['str'])", "payload.t in ['other', nil]",
+	// + over strings (others fall back: numbers add, mixed pairs fail)
+	"vars.prefix + payload.s", "payload.a.b + 'x'", "'x' + payload.s + (payload?.none ?? '')",
+	"payload.s + payload.t + payload.s", "payload.n + payload.n", "payload.n + 'x'", "payload.s + payload.n",
+	"payload?.none + 'x'", "payload.ptr + 'x'", "'x' + payload.ptr", "type + '-' + id",
+	"(payload?.username ?? '') + '@' + vars.cluster", "payload.f + 1", "payload.list + payload.list",
+	"payload.s + 1", "vars.prefix + payload.s == 'wd_str'", "payload.a.b.c + payload.s",
+	"payload.s + payload.s in ['strstr']", "item?.name + index",
+	// !, && and || (short-circuit; an operand not a bool fails, the
+	// right one's value is the result)
+	"!payload.b", "!payload.s", "!payload?.none", "not payload.b", "!(payload?.granted ?? false)",
+	"payload.n == 1 && payload.b", "payload.n == 3 && payload.b", "payload.b && payload.s",
+	"payload.b || payload.none", "payload.s == 'x' || payload.none", "payload?.none == nil || payload.none",
+	"payload.b and payload?.granted", "payload.nilv && true", "payload.ptr && true",
+	"(payload?.username ?? '') != '' && payload?.granted in [true, false]", "payload.b && !payload.b || payload.b",
+	"payload?.b ?? false || payload.b", "!payload.b || payload.s in ['str']", "payload?.granted && payload.n",
+	"payload.b && payload.ptr", "!!payload.b",
 	// not fast: operators, functions, dynamic keys, typed roots
-	"type == 'order'", "payload.a.b + 'x'", "len(payload.list)", "payload.list[0]", `payload[payload.k]`,
-	"payload.s in ['str']", "payload.n > 1", "!payload.b", "raw(payload.s)", "payload?.s ?? payload.t",
-	"$env.payload.a", "payload.n == 1 && payload.b", "'str' == payload.s",
+	"type == 'order'", "len(payload.list)", "payload.list[0]", `payload[payload.k]`,
+	"payload.n > 1", "raw(payload.s)", "payload?.s ?? payload.t",
+	"$env.payload.a", "'str' == payload.s",
 	"payload.s == payload.t", "payload?.a?.b?.c ?? payload.n",
+	"payload.s in payload.list", "payload.s in ['a', payload.t]", "payload.s contains 'x'", "-payload.n",
+	"payload.s matches 'x'", "payload.n in 1..3", "type == 'order' && payload.b", "payload.n - 1",
+	"lower(vars.prefix + payload.s)", "payload.b ? 'y' : 'n'", "(payload.s in ['str']) == true",
+	"payload.s in ['str'] ?? 1", // in (['str'] ?? 1)
+	"payload.s || true",         // folded to true: a literal
 }
 
 // fastTaken are fastExprs that must compile to a fast path.
@@ -106,6 +142,7 @@ func fastEnvs() map[string]map[string]any {
 		"a is string":    base(map[string]any{"a": "x", "s": 1, "n": 3.0, "f": 3}),
 		"a is list":      base(map[string]any{"a": []any{map[string]any{"b": 1}}, "username": nil}),
 		"a is nil":       base(map[string]any{"a": nil, "b": "true", "s": nil}),
+		"empty strings":  base(map[string]any{"s": "", "t": "", "b": false, "n": 1, "granted": nil, "username": "", "order_state": "done"}),
 		"b missing":      base(map[string]any{"a": map[string]any{}, "username": ""}),
 		"b nil":          base(map[string]any{"a": map[string]any{"b": nil}, "granted": false}),
 		"headers unread": with(base(full), "headers", map[string]any(nil)),
@@ -194,6 +231,20 @@ func TestFastPathAnswers(t *testing.T) {
 		{`headers["x-foo"]`, false, "bar", ""},
 		{"vars.cluster", false, "hpc", ""},
 		{"type", false, "order", ""},
+		{"(payload?.order_state ?? '') not in ['done', 'erred']", true, true, ""},
+		{"(payload?.order_state ?? '') not in ['done', 'erred']", true, false, "empty strings"},
+		{"payload?.none in ['', 'x']", true, true, ""},
+		{"payload.n in [3.0]", true, true, ""},
+		{"payload.n in ['3', 2]", true, false, ""},
+		{"payload?.none in [1, nil]", true, true, ""},
+		{"payload.nilmap in [nil, 1]", true, true, ""},
+		{"payload.a in [1, 'x']", true, false, ""},
+		{"vars.prefix + payload.s", false, "wd_str", ""},
+		{"'x' + payload.s + (payload?.none ?? '')", false, "xstr", ""},
+		{"payload.b && payload.s", false, "str", ""},
+		{"!payload.b", true, false, ""},
+		{"payload?.none == nil || payload.none", true, true, ""},
+		{"payload.b && false || payload?.granted", true, true, ""},
 	} {
 		e, err := compileExpr(c.src, Pos{}, c.asBool)
 		if err != nil {
@@ -322,6 +373,10 @@ func FuzzFastPathMatchesVM(f *testing.F) {
 	f.Add(`payload?.["a b"]?.["c.d"] == 1`, `{"a b": {"c.d": 1}}`, true)
 	f.Add("steps.s.a?.b ?? nil", `{"a": {"b": [1]}}`, false)
 	f.Add("item.a.b != 'x'", `{"a": {"b": "x"}}`, true)
+	f.Add("(payload?.s ?? '') not in ['x', 'y', 1, true, 2.5]", `{"s": 1.0}`, true)
+	f.Add("payload?.n in ['', nil, 0]", `{"n": null}`, true)
+	f.Add("vars.cluster + payload.a.s + (item?.t ?? '-')", `{"a": {"s": "x"}, "t": 1}`, false)
+	f.Add("payload.b && !(payload?.c ?? false) || payload.d in [1]", `{"b": true, "c": false, "d": 1}`, true)
 	f.Fuzz(func(t *testing.T, src, payload string, asBool bool) {
 		e, err := compileExpr(src, Pos{}, asBool)
 		if err != nil {
