@@ -35,7 +35,10 @@ var orderEvent = &event.Event{Type: "order", Payload: map[string]any{
 
 // BenchmarkMatch measures Match (environment + every `when` of the event's
 // type + the key of matching rules). Its cost grows with the rules of the
-// event's type only: the "other" rules are never looked at.
+// event's type only: the "other" rules are never looked at. Its conditions
+// (a == "x" && b == N) take the fast path (fastpath.go): no VM run and no
+// allocation per rule (1,000 rules: ~310 µs and 6 allocations, where the
+// VM took ~920 µs and 1,009).
 func BenchmarkMatch(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 1000} {
 		rs, err := Parse("bench.yaml", []byte(ruleFile(n)), testOptions())
