@@ -186,6 +186,8 @@ type Source struct {
 	queue   []inbound // received, not yet handed to the runner
 	wake    chan struct{}
 	pending broker.InFlight      // handed to the runner, not settled
+	// acks carries acknowledgements to the acker goroutine (see queueAck).
+	acks chan ackJob
 	leaders map[string]*delivery // unsettled messages by dedup key
 	client  paho.Client
 	lastErr error // why the source is down, nil while connected
@@ -265,7 +267,7 @@ func New(cfg Config) (*Source, error) {
 	return &Source{
 		cfg: cfg, broker: broker, user: user, vhost: vhost,
 		log:  cfg.Logger.With("source", cfg.Name),
-		wake: make(chan struct{}, 1), leaders: map[string]*delivery{},
+		wake: make(chan struct{}, 1), leaders: map[string]*delivery{}, acks: make(chan ackJob, ackQueue),
 	}, nil
 }
 
@@ -291,15 +293,24 @@ func (s *Source) Run(ctx context.Context, deliver runner.Deliver) error {
 	pctx, stopPump := context.WithCancel(ctx)
 	pumpDone := make(chan struct{})
 	go func() { defer close(pumpDone); s.pump(pctx, deliver) }()
+	ackerDone := make(chan struct{})
+	stopAcker := make(chan struct{})
+	go func() { defer close(ackerDone); s.acker(stopAcker) }()
 	s.setConnected(false)
 	defer func() {
 		stopPump() // what is still queued stays unacknowledged
 		s.setConnected(false)
 		s.stopping.Store(true)
-		s.drain()
+		s.drain() // the acker has sent what it was given: pending counts its queue
 		s.flush(client)
 		client.Disconnect(500)
 		s.gen.Add(1)
+		close(stopAcker)
+		select { // paho's Ack can block for good on a dead connection
+		case <-ackerDone:
+		case <-time.After(time.Second):
+			s.log.Warn("mqtt source stopped with an acknowledgement still being sent")
+		}
 		<-pumpDone
 		s.log.Info("mqtt source stopped", "client_id", s.cfg.ClientID)
 	}()

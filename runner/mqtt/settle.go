@@ -61,18 +61,18 @@ func (d *delivery) live(copies []inbound) []inbound {
 }
 
 // Ack implements runner.Settler: PUBACK for every copy on the current
-// connection.
+// connection, sent by the acker (queueAck).
 func (d *delivery) Ack(ctx context.Context) error {
 	copies, ok := d.take()
 	if !ok {
 		return nil
 	}
-	defer d.done()
 	live := d.live(copies)
 	if len(live) == 0 {
+		d.done()
 		return errConnGone
 	}
-	return ack(ctx, live)
+	return d.s.queueAck(ctx, d, live)
 }
 
 // Requeue implements runner.Settler. MQTT has no negative acknowledgement:
@@ -100,11 +100,11 @@ func (d *delivery) DeadLetter(ctx context.Context, _ string) error {
 	if !ok {
 		return nil
 	}
-	defer d.done()
 	live := d.live(copies)
 	if len(live) == 0 {
 		// Not published: the message comes again and is decided again,
 		// rather than landing twice in the dead-letter topic.
+		d.done()
 		return errConnGone
 	}
 	d.s.mu.Lock()
@@ -112,29 +112,59 @@ func (d *delivery) DeadLetter(ctx context.Context, _ string) error {
 	d.s.mu.Unlock()
 	topic := d.s.cfg.DeadLetter
 	if err := WaitToken(ctx, c.Publish(topic, 1, false, live[0].msg.Payload())); err != nil {
+		d.done()
 		return fmt.Errorf("publishing to dead-letter topic %q: %w", topic, err)
 	}
-	return ack(ctx, live)
+	return d.s.queueAck(ctx, d, live)
 }
 
-// ack acknowledges copies. paho's Ack blocks until its writer takes the
-// PUBACK, so it runs aside and ctx bounds the wait.
-func ack(ctx context.Context, copies []inbound) error {
-	// paho's Ack blocks while its outgoing queue is full (a stalled
-	// connection): bounded here, not by the runner (see runner.Settler).
+// ackQueue bounds the acknowledgements waiting for the acker.
+const ackQueue = 1024
+
+// ackJob is the copies of one delivery to acknowledge.
+type ackJob struct {
+	d      *delivery
+	copies []inbound
+}
+
+// queueAck hands copies to the acker, which acknowledges them and then
+// counts d done. paho's Ack blocks until its writer takes the PUBACK (and
+// while its outgoing queue is full: a stalled connection), so it runs in
+// one goroutine of the source's rather than the runner's, or one per
+// message; the queue is waited on, bounded by runner.SettleTimeout, only
+// when full. The PUBACK is then on its way, as a STOMP ACK is once queued
+// for go-stomp's writer; drain waits for the acker's queue too (d counts
+// as pending until it is sent).
+func (s *Source) queueAck(ctx context.Context, d *delivery, copies []inbound) error {
+	job := ackJob{d: d, copies: copies}
+	select {
+	case s.acks <- job:
+		return nil
+	default:
+	}
 	ctx, cancel := context.WithTimeout(ctx, runner.SettleTimeout)
 	defer cancel()
-	sent := make(chan struct{})
-	go func() {
-		defer close(sent)
-		for _, c := range copies {
-			c.msg.Ack()
-		}
-	}()
 	select {
-	case <-sent:
+	case s.acks <- job:
 		return nil
 	case <-ctx.Done():
+		d.done()
 		return fmt.Errorf("acknowledging: %w", ctx.Err())
+	}
+}
+
+// acker sends the queued acknowledgements, in order, until stop is closed
+// (after the connection's last acknowledgements were flushed).
+func (s *Source) acker(stop <-chan struct{}) {
+	for {
+		select {
+		case job := <-s.acks:
+			for _, c := range job.copies {
+				c.msg.Ack()
+			}
+			job.d.done()
+		case <-stop:
+			return
+		}
 	}
 }
