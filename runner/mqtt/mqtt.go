@@ -185,9 +185,9 @@ type Source struct {
 	mu      sync.Mutex
 	queue   []inbound // received, not yet handed to the runner
 	wake    chan struct{}
-	pending broker.InFlight      // handed to the runner, not settled
+	pending broker.InFlight // handed to the runner, not settled
 	// acks carries acknowledgements to the acker goroutine (see queueAck).
-	acks chan ackJob
+	acks    chan ackJob
 	leaders map[string]*delivery // unsettled messages by dedup key
 	client  paho.Client
 	lastErr error // why the source is down, nil while connected
