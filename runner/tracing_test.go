@@ -126,6 +126,20 @@ func runOnce(t *testing.T, cfg Config, msgs ...*Message) {
 	}
 }
 
+// jsonLines decodes the lines of a JSON log.
+func jsonLines(t *testing.T, log string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 func testCounterOps(c prometheus.Counter) float64 {
 	var m dto.Metric
 	_ = c.Write(&m)
@@ -306,11 +320,7 @@ rules:
 
 	// One log line for the message's outcome, with the trace id, and no secret.
 	var outcome map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
+	for _, m := range jsonLines(t, logs.String()) {
 		if m["msg"] == "message failed" {
 			if outcome != nil {
 				t.Error("two outcome lines for one message")
@@ -457,11 +467,7 @@ rules:
 	runOnce(t, Config{Rules: rs, Actions: actions.Standard(actions.Options{Logger: logger}), Logger: logger,
 		Secrets: map[string]any{"api_token": secretToken}}, msg)
 	var step, plan map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("%v: %s", err, line)
-		}
+	for _, m := range jsonLines(t, logs.String()) {
 		switch m["msg"] {
 		case "step attempt":
 			step = m
@@ -505,11 +511,7 @@ rules:
 	runOnce(t, Config{Rules: rs, Actions: actions.Standard(actions.Options{Logger: logger}), Logger: logger,
 		Secrets: map[string]any{"api_token": secretToken}}, msg)
 	var lines []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("%v: %s", err, line)
-		}
+	for _, m := range jsonLines(t, logs.String()) {
 		if m["msg"] == "plan done" || m["msg"] == "message failed" || m["msg"] == "message handled" {
 			lines = append(lines, m)
 		}
@@ -571,11 +573,7 @@ rules:
 		t.Errorf("the action's span context = %v, want the message's (remote, trace %s)", sc, tid)
 	}
 	var handled, plan map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("%v: %s", err, line)
-		}
+	for _, m := range jsonLines(t, logs.String()) {
 		switch m["msg"] {
 		case "message handled":
 			handled = m
