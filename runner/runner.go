@@ -812,15 +812,7 @@ func (r *Runner) logPlans(ctx context.Context, m *Message, ev *event.Event, plan
 	}
 	tid := telemetry.TraceID(ctx)
 	for _, res := range plans {
-		attrs := planAttrs(make([]slog.Attr, 0, 8), res)
-		attrs = append(attrs, slog.String("id", messageID(m, ev)))
-		if tid != "" {
-			attrs = append(attrs, slog.String("trace_id", tid))
-		}
-		if res.Outcome != Success {
-			attrs = append(attrs, slog.String("error", r.red.Error(res.Err)))
-		}
-		r.log.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
+		logPlanLine(r.log, r.red, res, messageID(m, ev), tid)
 	}
 }
 

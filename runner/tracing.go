@@ -167,14 +167,28 @@ func (x *Executor) endPlan(ctx context.Context, span trace.Span, res PlanResult,
 	if !logPlan || x.Logger == nil || !x.Logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	attrs := planAttrs(make([]slog.Attr, 0, 6), res)
-	if tid := sc.TraceID(); tid.IsValid() {
-		attrs = append(attrs, slog.String("trace_id", tid.String()))
+	tid := ""
+	if sc.TraceID().IsValid() {
+		tid = sc.TraceID().String()
+	}
+	logPlanLine(x.Logger, x.Redactor, res, "", tid)
+}
+
+// logPlanLine logs a plan's info line, "plan done": its rule, outcome and key
+// (planAttrs), the message id and trace id when known, and the redacted
+// error of a plan that did not succeed.
+func logPlanLine(log *slog.Logger, red *telemetry.Redactor, res PlanResult, id, tid string) {
+	attrs := planAttrs(make([]slog.Attr, 0, 8), res)
+	if id != "" {
+		attrs = append(attrs, slog.String("id", id))
+	}
+	if tid != "" {
+		attrs = append(attrs, slog.String("trace_id", tid))
 	}
 	if res.Outcome != Success {
-		attrs = append(attrs, slog.String("error", x.Redactor.Error(res.Err)))
+		attrs = append(attrs, slog.String("error", red.Error(res.Err)))
 	}
-	x.Logger.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "plan done", attrs...)
 }
 
 // planAttrs appends what a log line says of a plan: its rule, outcome and
