@@ -96,8 +96,10 @@ func bareSTOMP(ctx context.Context, j job, c connInfo, m *meter, ready func()) e
 			}
 			now := time.Now()
 			m.received(now)
-			if ns, err := strconv.ParseInt(msg.Header.Get(publish.HeaderPublishedAt), 10, 64); err == nil {
-				m.lat.record(time.Duration(now.UnixNano() - ns))
+			if j.Latency {
+				if ns, err := strconv.ParseInt(msg.Header.Get(publish.HeaderPublishedAt), 10, 64); err == nil {
+					m.lat.record(time.Duration(now.UnixNano() - ns))
+				}
 			}
 			m.settle(conn.Ack(msg) == nil)
 		case <-m.done:
@@ -186,8 +188,10 @@ func bareMQTT(ctx context.Context, j job, c connInfo, m *meter, ready func()) er
 		SetDefaultPublishHandler(func(_ paho.Client, msg paho.Message) {
 			now := time.Now()
 			m.received(now)
-			if ns, ok := publishedAt(msg.Payload()); ok {
-				m.lat.record(time.Duration(now.UnixNano() - ns))
+			if j.Latency {
+				if ns, ok := publishedAt(msg.Payload()); ok {
+					m.lat.record(time.Duration(now.UnixNano() - ns))
+				}
 			}
 			msg.Ack()
 			m.settle(true)

@@ -392,7 +392,7 @@ func (d *driver) runOne(ctx context.Context, role string, round int) (ConsumerRu
 	j := job{Role: role, URL: d.o.URL, VHost: d.conn.vhost, Login: d.o.Login, TLS: d.o.TLS,
 		Destination: t.dest, ClientID: t.clientID, Prefetch: d.o.Prefetch, Concurrency: d.o.Concurrency,
 		Count: n, Timeout: d.o.Timeout, Rules: d.o.Rules, StateDir: d.o.StateDir,
-		ActionDelay: d.o.ActionDelay, LogFile: d.o.LogFile, CPUProfile: d.o.CPUProfile}
+		ActionDelay: d.o.ActionDelay, LogFile: d.o.LogFile, CPUProfile: d.o.CPUProfile, Latency: d.o.Rate > 0}
 	p, err := d.start(j)
 	if err != nil {
 		return run, err

@@ -81,6 +81,10 @@ type job struct {
 	// CPUProfile, for the eventfn role, is where to write a CPU profile of
 	// the run (from ready to the end).
 	CPUProfile string `json:"cpu_profile,omitempty"`
+	// Latency turns on the latency hooks (rate mode). A drain reports no
+	// latency (it would be the time spent queued), so neither consumer
+	// pays for the hooks there.
+	Latency bool `json:"latency,omitempty"`
 }
 
 func (j job) conn(passcode string) connInfo {

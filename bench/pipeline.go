@@ -61,6 +61,11 @@ func loadRules(path string) (*config.Config, error) {
 //   - timedAction wraps every action kind: the first action to start for
 //     a message records publish → action start, the end of the latency
 //     measured.
+//
+// The latency hooks (the header copy, stampPropagator, timedAction) are
+// installed in rate mode only (job.Latency): a drain reports no latency, so
+// its CPU per message is the pipeline's alone, and the bare consumer skips
+// its latency reading there too.
 
 type stampKey struct{}
 
@@ -103,7 +108,8 @@ func (a timedAction) Run(ctx context.Context, req actions.Request) (actions.Resu
 
 type meteredSource struct {
 	runner.Source
-	m *meter
+	m       *meter
+	latency bool // copy the publish time into the headers (rate mode)
 }
 
 func (s meteredSource) Ready() bool {
@@ -116,7 +122,7 @@ func (s meteredSource) Ready() bool {
 func (s meteredSource) Run(ctx context.Context, deliver runner.Deliver) error {
 	return s.Source.Run(ctx, func(ctx context.Context, msg *runner.Message) error {
 		s.m.received(msg.Received)
-		if msg.Headers[publish.HeaderPublishedAt] == "" {
+		if s.latency && msg.Headers[publish.HeaderPublishedAt] == "" {
 			if ns, ok := publishedAt(msg.Body); ok {
 				if msg.Headers == nil {
 					msg.Headers = map[string]string{}
@@ -203,7 +209,10 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 	reg := actions.NewRegistry()
 	for _, kind := range std.Kinds() {
 		a, _ := std.Get(kind)
-		reg.Register(actions.WithRun(a, timedAction{inner: a, m: m, delay: j.ActionDelay}))
+		if j.Latency || j.ActionDelay > 0 {
+			a = actions.WithRun(a, timedAction{inner: a, m: m, delay: j.ActionDelay})
+		}
+		reg.Register(a)
 	}
 	jn, err := openJournal(j.StateDir, cfg.Runner, logger)
 	if err != nil {
@@ -221,11 +230,15 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 		return err
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	prop := telemetry.Propagator()
+	if j.Latency {
+		prop = stampPropagator{prop}
+	}
 	r := runner.New(runner.Config{
-		Rules: rs, Actions: reg, Sources: []runner.Source{meteredSource{Source: src, m: m}},
+		Rules: rs, Actions: reg, Sources: []runner.Source{meteredSource{Source: src, m: m, latency: j.Latency}},
 		Logger: logger, Metrics: metrics, Journal: jn, Secrets: secrets, Concurrency: concurrency,
 		Limits: event.Limits{MaxBytes: cfg.Runner.MaxBody}, ShutdownTimeout: cfg.Runner.ShutdownTimeout,
-		TracerProvider: tp, Propagator: stampPropagator{telemetry.Propagator()},
+		TracerProvider: tp, Propagator: prop,
 	})
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -36,9 +36,10 @@ type Ruleset struct {
 	// indexes hold, per type of byType, its rules indexed by a guarded
 	// payload field (index.go).
 	indexes map[string]*typeIndex
-	// noHeaders: no expression reads headers (match.go), so Environment
-	// leaves them out. False (the safe default) unless index proved it.
-	noHeaders bool
+	// unread are the names of the expression environment that no
+	// expression reads (readRoots): Environment leaves them out. None
+	// (the safe default) unless index proved it.
+	unread envRoot
 }
 
 // Defaults are the step settings used where a step sets none.
@@ -764,7 +765,7 @@ func (rs *Ruleset) index() {
 	for t, list := range rs.byType {
 		rs.indexes[t] = newTypeIndex(list)
 	}
-	rs.noHeaders = !rs.reads("headers")
+	rs.unread = rootAll &^ rs.readRoots()
 }
 
 // Types returns the event types that some rule handles ("*" for all).

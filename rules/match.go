@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 
 	"github.com/expr-lang/expr/ast"
@@ -32,41 +33,85 @@ type Verdict struct {
 // Environment builds the expression environment of an event. secrets holds the
 // values of the file's secrets (MaskedSecrets for dry-run).
 //
-// The headers are copied into the environment (each value boxed into an
-// any: an allocation per header, a dozen for a STOMP message) only when
-// some expression of the rules reads headers (or $env); otherwise headers
-// is a nil map, which nothing reads.
+// It holds only the names that some expression of the rules reads
+// (conditions, keys, steps' conditions, for_each lists and templates,
+// on_failure's too; all of them when one reads $env), found when the rules
+// were loaded (readRoots). A name nothing reads would only cost: the
+// headers copied into the map (each value boxed into an any, a dozen for a
+// STOMP message), type, source and id boxed, and, past eight names, a map
+// of several tables instead of one group (BenchmarkEnvironment). A name an
+// expression reads is always there, so no expression sees the difference.
 func (rs *Ruleset) Environment(ev *event.Event, secrets map[string]any) map[string]any {
-	var headers map[string]any
-	if !rs.noHeaders {
-		headers = make(map[string]any, len(ev.Headers))
+	env := make(map[string]any, bits.OnesCount16(uint16(rootAll&^rs.unread)))
+	if rs.reads(rootType) {
+		env["type"] = ev.Type
+	}
+	if rs.reads(rootSource) {
+		env["source"] = ev.Source
+	}
+	if rs.reads(rootID) {
+		env["id"] = ev.ID
+	}
+	if rs.reads(rootPayload) {
+		payload := ev.Payload
+		if payload == nil {
+			payload = map[string]any{}
+		}
+		env["payload"] = payload
+	}
+	if rs.reads(rootHeaders) {
+		headers := make(map[string]any, len(ev.Headers))
 		for k, v := range ev.Headers {
 			headers[k] = v
 		}
+		env["headers"] = headers
 	}
-	payload := ev.Payload
-	if payload == nil {
-		payload = map[string]any{}
+	if rs.reads(rootVars) {
+		env["vars"] = rs.Vars
 	}
-	return map[string]any{
-		"type":    ev.Type,
-		"source":  ev.Source,
-		"id":      ev.ID,
-		"payload": payload,
-		"headers": headers,
-		"vars":    rs.Vars,
-		"env":     rs.Env,
-		"secrets": secrets,
-		// steps is not here: a plan whose rule reads step results adds
-		// its own (Rule.NeedsStepResults); no other expression names it.
-		"error": "",
+	if rs.reads(rootEnv) {
+		env["env"] = rs.Env
 	}
+	if rs.reads(rootSecrets) {
+		env["secrets"] = secrets
+	}
+	// steps is not here: a plan whose rule reads step results adds its own
+	// (Rule.NeedsStepResults); error is "" until on_failure sets it.
+	if rs.reads(rootError) {
+		env["error"] = ""
+	}
+	return env
 }
 
-// reads reports whether an expression of the rules (conditions, keys,
-// steps' conditions, for_each lists and templates, on_failure's too)
-// names the identifier root, or $env (the whole environment).
-func (rs *Ruleset) reads(root string) bool {
+// envRoot is a name of the expression environment that Environment fills.
+type envRoot uint16
+
+const (
+	rootType envRoot = 1 << iota
+	rootSource
+	rootID
+	rootPayload
+	rootHeaders
+	rootVars
+	rootEnv
+	rootSecrets
+	rootError
+	rootAll = rootError<<1 - 1
+)
+
+var rootNames = map[string]envRoot{"type": rootType, "source": rootSource, "id": rootID, "payload": rootPayload,
+	"headers": rootHeaders, "vars": rootVars, "env": rootEnv, "secrets": rootSecrets, "error": rootError}
+
+func (r envRoot) has(x envRoot) bool { return r&x != 0 }
+
+// reads reports whether an expression of the rules may read root.
+func (rs *Ruleset) reads(root envRoot) bool { return !rs.unread.has(root) }
+
+// readRoots returns the names of the environment that an expression of the
+// rules names: every one when an expression names $env or cannot be
+// inspected.
+func (rs *Ruleset) readRoots() envRoot {
+	f := &rootFinder{}
 	for _, r := range rs.Rules {
 		exprs := r.exprs()
 		for _, s := range slices.Concat(r.Steps, r.OnFailure) {
@@ -76,29 +121,31 @@ func (rs *Ruleset) reads(root string) bool {
 		}
 		for _, e := range exprs {
 			if e == nil || e.program == nil {
-				return true // cannot tell: assume it does
+				return rootAll // cannot tell: assume it reads everything
 			}
-			v := &identFinder{names: []string{root, "$env"}}
 			node := e.program.Node()
-			ast.Walk(&node, v)
-			if v.found {
-				return true
+			ast.Walk(&node, f)
+			if f.found == rootAll {
+				return rootAll
 			}
 		}
 	}
-	return false
+	return f.found
 }
 
-// identFinder finds identifiers by name in an expression's tree.
-type identFinder struct {
-	names []string
-	found bool
-}
+// rootFinder collects the environment names an expression's tree names.
+type rootFinder struct{ found envRoot }
 
-func (f *identFinder) Visit(n *ast.Node) {
-	if id, ok := (*n).(*ast.IdentifierNode); ok && slices.Contains(f.names, id.Value) {
-		f.found = true
+func (f *rootFinder) Visit(n *ast.Node) {
+	id, ok := (*n).(*ast.IdentifierNode)
+	if !ok {
+		return
 	}
+	if id.Value == "$env" {
+		f.found = rootAll
+		return
+	}
+	f.found |= rootNames[id.Value]
 }
 
 // RulesFor returns the rules that see events of type t, in file order.

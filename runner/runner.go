@@ -963,7 +963,7 @@ func (r *Runner) apply(ctx context.Context, m *Message, ev *event.Event, fate st
 	case cause != nil:
 		attrs = append(attrs, slog.String("error", r.red.Error(cause)))
 	}
-	r.log.LogAttrs(context.Background(), level, msg, attrs...)
+	logAttrs(r.log, level, msg, attrs)
 }
 
 func messageID(m *Message, ev *event.Event) string {
