@@ -172,7 +172,9 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 		return err
 	}
 	// The runner logs one line per message at info, as `eventfn run` does:
-	// formatted by a real text handler, written to the log file or dropped.
+	// formatted by a real JSON handler (run's format when its stderr is not
+	// a terminal: under systemd and in a container), written to the log
+	// file or dropped.
 	logOut := io.Discard
 	if j.LogFile != "" {
 		f, err := os.Create(j.LogFile)
@@ -185,7 +187,7 @@ func runEventfn(ctx context.Context, j job, passcode string, m *meter, ready fun
 	// Warnings and errors (a refused login, a lost connection) also go to
 	// stderr, which the benchmark shows when a run fails.
 	logger := slog.New(slog.NewMultiHandler(
-		slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}),
+		slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}),
 		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	metrics := runner.NewMetrics()
 
