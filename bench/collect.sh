@@ -127,6 +127,8 @@ fi
 # 6. The peer: a Python consumer like the site agent's (stomp.py; over Web-STOMP a small
 # transport on python3-websocket), ack=auto as the agent, then per-message acks.
 if want peer; then
+	# Debian's stomp.py and websocket client (bench/peer/agent_listener.py).
+	python3 -c 'import stomp, websocket' 2>/dev/null || apt-get install -y -q python3-stomp python3-websocket >/dev/null
 	run peer-stompws-auto --to $WSTOMP --count 20000 --rounds 3 --peer
 	run peer-stompws-ci --to $WSTOMP --count 20000 --rounds 3 --peer --peer-ack client-individual
 	run peer-stomp-auto --to $STOMP --count 20000 --rounds 3 --peer

@@ -78,6 +78,12 @@ type stamp struct {
 
 type stampPropagator struct{ propagation.TextMapPropagator }
 
+// Fields adds the publish time's header to the names the propagator reads:
+// the runner hands a propagator only the headers it names.
+func (p stampPropagator) Fields() []string {
+	return append(p.TextMapPropagator.Fields(), publish.HeaderPublishedAt)
+}
+
 func (p stampPropagator) Extract(ctx context.Context, c propagation.TextMapCarrier) context.Context {
 	ctx = p.TextMapPropagator.Extract(ctx, c)
 	if v := c.Get(publish.HeaderPublishedAt); v != "" {

@@ -143,6 +143,7 @@ type Runner struct {
 	// tracing is false with the no-op tracer: message spans are not made.
 	tracing bool
 	prop    propagation.TextMapPropagator
+	fields  []string // prop.Fields(): the header names it reads
 	red     *telemetry.Redactor
 
 	// inflight holds, per source-scoped id (SID), the copies of a message
@@ -219,6 +220,7 @@ func New(cfg Config) *Runner {
 		tracer:   tracer,
 		tracing:  !telemetry.IsNoop(tracer),
 		prop:     cfg.Propagator,
+		fields:   cfg.Propagator.Fields(),
 		red:      red,
 		inflight: map[string]*flight{},
 		arrived:  map[string]arrival{},

@@ -73,6 +73,22 @@ func (h headerCarrier) Get(key string) string {
 
 func (h headerCarrier) Set(string, string) {} // read-only: messages are not re-sent
 
+// carrier returns h as the propagator's carrier, or nil when h holds none
+// of the names the propagator reads (its Fields), in any case. Most
+// messages carry none: finding that takes one pass over the headers here,
+// where the propagator's Gets would take one per name (a name missing as
+// spelt is looked for without regard to case).
+func (r *Runner) carrier(h map[string]string) headerCarrier {
+	for k := range h {
+		for _, f := range r.fields {
+			if len(k) == len(f) && strings.EqualFold(k, f) {
+				return h
+			}
+		}
+	}
+	return nil
+}
+
 func (h headerCarrier) Keys() []string {
 	out := make([]string, 0, len(h))
 	for k := range h {
@@ -85,9 +101,9 @@ func (h headerCarrier) Keys() []string {
 // its headers carry (the transport's, else the envelope's), timed from
 // the message's receipt.
 func (r *Runner) startMessage(ctx context.Context, m *Message, ev *event.Event) context.Context {
-	ctx = r.prop.Extract(ctx, headerCarrier(m.Headers))
+	ctx = r.prop.Extract(ctx, r.carrier(m.Headers))
 	if !trace.SpanContextFromContext(ctx).IsValid() && ev != nil && len(ev.Headers) > 0 {
-		ctx = r.prop.Extract(ctx, headerCarrier(ev.Headers))
+		ctx = r.prop.Extract(ctx, r.carrier(ev.Headers))
 	}
 	name, typ, id := "process", m.Type, m.ID
 	if ev != nil {
