@@ -2,7 +2,6 @@ package actions
 
 import (
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 
@@ -108,14 +107,6 @@ func (p params) strMap(key string, out *map[string]string) error {
 	}
 	*out = s
 	return nil
-}
-
-func (p params) anyMap(key string, out *map[string]any) error {
-	m, ok, err := p.mapping(key)
-	if ok && err == nil {
-		*out = maps.Clone(m)
-	}
-	return err
 }
 
 func (p params) mapping(key string) (map[string]any, bool, error) {
