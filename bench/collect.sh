@@ -94,8 +94,11 @@ if want rate; then
 		stomp) url=$STOMP ;; stompws) url=$WSTOMP ;; mqtt) url=$MQTT ;; mqttws) url=$WMQTT ;;
 		esac
 		rm -rf "$OUT/state"
-		run rate-$t-1000-dur --to $url --rate 1000 --duration 10s --state-dir "$OUT/state"
+		run rate-$t-1000-dur --to $url --rate 1000 --duration 10s --rounds 3 --state-dir "$OUT/state"
 	done
+	# The memory journal for comparison, on one transport of each protocol.
+	run rate-stomp-1000-mem --to $STOMP --rate 1000 --duration 10s --rounds 3
+	run rate-mqtt-1000-mem --to $MQTT --rate 1000 --duration 10s --rounds 3
 fi
 
 # 3. Rules: cost per message and start-up with 1, 10, 100 and 1,000 order rules.
