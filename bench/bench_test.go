@@ -32,23 +32,9 @@ func loopback(k, def string) string {
 // RabbitMQ, both consumers, and checks the report holds together. An
 // unreachable broker fails the test.
 func TestTinyBench(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	user := loopback("EVENTFN_TEST_RABBITMQ_USER", "guest")
-	rep, err := Run(ctx, Options{
-		URL:        "stomp://" + loopback("EVENTFN_TEST_STOMP_ADDR", "127.0.0.1:61613"),
-		Login:      user,
-		Passcode:   loopback("EVENTFN_TEST_RABBITMQ_PASS", "guest"),
-		Management: loopback("EVENTFN_TEST_RABBITMQ_MGMT", "http://127.0.0.1:15672"),
-		Count:      200,
-		Prefetch:   50,
-		Baseline:   true,
-		Timeout:    30 * time.Second,
-		Command:    []string{os.Args[0]},
-	})
-	if err != nil {
-		t.Fatalf("bench (is RabbitMQ up? scripts/test-env.sh starts it): %v", err)
-	}
+	o := tinyOptions()
+	o.Count, o.Prefetch = 200, 50
+	rep := runTiny(t, o)
 	if len(rep.Runs) != 2 || rep.Bare == nil || rep.Eventfn == nil {
 		t.Fatalf("runs: %+v", rep.Runs)
 	}
@@ -86,23 +72,9 @@ func TestTinyBench(t *testing.T) {
 // TestTinyRate runs rate mode briefly over STOMP: both consumers measure
 // the latency of every message, eventfn at the start of its action.
 func TestTinyRate(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	user := loopback("EVENTFN_TEST_RABBITMQ_USER", "guest")
-	rep, err := Run(ctx, Options{
-		URL:        "stomp://" + loopback("EVENTFN_TEST_STOMP_ADDR", "127.0.0.1:61613"),
-		Login:      user,
-		Passcode:   loopback("EVENTFN_TEST_RABBITMQ_PASS", "guest"),
-		Management: loopback("EVENTFN_TEST_RABBITMQ_MGMT", "http://127.0.0.1:15672"),
-		Rate:       200,
-		Duration:   time.Second,
-		Baseline:   true,
-		Timeout:    30 * time.Second,
-		Command:    []string{os.Args[0]},
-	})
-	if err != nil {
-		t.Fatalf("bench (is RabbitMQ up? scripts/test-env.sh starts it): %v", err)
-	}
+	o := tinyOptions()
+	o.Rate, o.Duration = 200, time.Second
+	rep := runTiny(t, o)
 	if len(rep.Runs) != 2 {
 		t.Fatalf("runs: %+v", rep.Runs)
 	}
@@ -111,6 +83,32 @@ func TestTinyRate(t *testing.T) {
 			t.Errorf("%s: latency of %d messages measured, want all 200: %+v", run.Role, run.Messages, run.Latency)
 		}
 	}
+}
+
+// tinyOptions are the tiny runs' options: both consumers over STOMP
+// against the loopback broker.
+func tinyOptions() Options {
+	return Options{
+		URL:        "stomp://" + loopback("EVENTFN_TEST_STOMP_ADDR", "127.0.0.1:61613"),
+		Login:      loopback("EVENTFN_TEST_RABBITMQ_USER", "guest"),
+		Passcode:   loopback("EVENTFN_TEST_RABBITMQ_PASS", "guest"),
+		Management: loopback("EVENTFN_TEST_RABBITMQ_MGMT", "http://127.0.0.1:15672"),
+		Baseline:   true,
+		Timeout:    30 * time.Second,
+		Command:    []string{os.Args[0]},
+	}
+}
+
+// runTiny runs the benchmark with o; an unreachable broker fails the test.
+func runTiny(t *testing.T, o Options) *Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("bench (is RabbitMQ up? scripts/test-env.sh starts it): %v", err)
+	}
+	return rep
 }
 
 func TestHistogramPercentiles(t *testing.T) {
