@@ -53,18 +53,8 @@ rules:
 			Body: fmt.Appendf(nil, `{"n":"%d"}`, i), Settler: newOpsSettler()})
 	}
 	logger := slog.New(slog.DiscardHandler)
-	r := New(Config{Rules: rs, Actions: actions.Standard(actions.Options{Logger: logger}), Logger: logger, Concurrency: 8,
-		Sources: []Source{&opsSource{msgs: msgs}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	for _, m := range msgs {
-		m.Settler.(*opsSettler).wait(t)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	r := runOnce(t, Config{Rules: rs, Actions: actions.Standard(actions.Options{Logger: logger}), Logger: logger,
+		Concurrency: 8}, msgs...)
 	if got := testCounterOps(r.m.Plans.WithLabelValues("c", "success")); got != 20 {
 		t.Errorf("rule c (reads steps.first.ok): %v plans succeeded, want 20", got)
 	}

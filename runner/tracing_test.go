@@ -108,8 +108,8 @@ func opsParse(t *testing.T, src string) *rules.Ruleset {
 }
 
 // runOnce runs a runner over msgs until every message is settled, then
-// stops it and waits for it to return.
-func runOnce(t *testing.T, cfg Config, msgs ...*Message) {
+// stops it and waits for it to return; it returns the runner (its metrics).
+func runOnce(t *testing.T, cfg Config, msgs ...*Message) *Runner {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -124,6 +124,7 @@ func runOnce(t *testing.T, cfg Config, msgs ...*Message) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	return r
 }
 
 // jsonLines decodes the lines of a JSON log.
@@ -470,7 +471,9 @@ rules:
 	for _, m := range jsonLines(t, logs.String()) {
 		switch m["msg"] {
 		case "step attempt":
-			step = m
+			if m["rule"] == "provision" { // rule other's step logs one too, in either order
+				step = m
+			}
 		case "plan done":
 			if m["rule"] == "provision" {
 				plan = m
