@@ -197,36 +197,48 @@ func (p *pipeConn) Read(b []byte) (int, error) {
 
 func (p *pipeConn) Close() error { return nil }
 
+// The wire's header rewriting, shared by the tests with and without
+// coalescing: addRewrites asks for requeue:false on the NACK of T_1@@s@@7
+// and a receipt on SUBSCRIBE sub-1; rewriteIn are frames written after
+// CONNECT and rewriteOut what the wire sends for them.
+func addRewrites(w *wire) {
+	w.addHeader("NACK", "T_1@@s@@7", "requeue", "false")
+	w.addHeader("SUBSCRIBE", "sub-1", "receipt", "tok")
+}
+
+const connectFrame = "CONNECT\naccept-version:1.2\n\n\x00"
+
+var rewriteIn = []string{
+	"\n",                         // heart-beat
+	"NACK\nid:T_1@@s@@6\n\n\x00", // another message: untouched
+	"SUBSCRIBE\nid:sub-0\ndestination:/q\n\n\x00",
+	"SUBSCRIBE\nid:sub-1\ndestination:/q\n\n\x00",
+	"SEND\ncontent-length:30\n\nNACK\nid:T_1@@s@@7\n\n", // a body chunk split by a large frame…
+	"\x00",
+	"NACK\nid:T_1@@s@@7\n\n\x00",
+	"NACK\nid:T_1@@s@@7\n\n\x00", // added once only
+}
+
+var rewriteOut = []string{
+	"\n",
+	"NACK\nid:T_1@@s@@6\n\n\x00",
+	"SUBSCRIBE\nid:sub-0\ndestination:/q\n\n\x00",
+	"SUBSCRIBE\nreceipt:tok\nid:sub-1\ndestination:/q\n\n\x00",
+	"SEND\ncontent-length:30\n\nNACK\nid:T_1@@s@@7\n\n", "\x00",
+	"NACK\nrequeue:false\nid:T_1@@s@@7\n\n\x00",
+	"NACK\nid:T_1@@s@@7\n\n\x00",
+}
+
 func TestWireAddsHeadersToTheRightFrames(t *testing.T) {
 	pc := &pipeConn{}
 	w := newWire(pc)
-	w.addHeader("NACK", "T_1@@s@@7", "requeue", "false")
-	w.addHeader("SUBSCRIBE", "sub-1", "receipt", "tok")
-	frames := []string{
-		"CONNECT\naccept-version:1.2\n\n\x00",
-		"\n",                         // heart-beat
-		"NACK\nid:T_1@@s@@6\n\n\x00", // another message: untouched
-		"SUBSCRIBE\nid:sub-0\ndestination:/q\n\n\x00",
-		"SUBSCRIBE\nid:sub-1\ndestination:/q\n\n\x00",
-		"SEND\ncontent-length:30\n\nNACK\nid:T_1@@s@@7\n\n", // a body chunk split by a large frame…
-		"\x00",
-		"NACK\nid:T_1@@s@@7\n\n\x00",
-		"NACK\nid:T_1@@s@@7\n\n\x00", // added once only
-	}
-	for _, f := range frames {
+	addRewrites(w)
+	for _, f := range append([]string{connectFrame}, rewriteIn...) {
 		if n, err := w.Write([]byte(f)); err != nil || n != len(f) {
 			t.Fatalf("Write = %d, %v", n, err)
 		}
 	}
-	want := strings.Join([]string{
-		"CONNECT\naccept-version:1.2\n\n\x00", "\n",
-		"NACK\nid:T_1@@s@@6\n\n\x00",
-		"SUBSCRIBE\nid:sub-0\ndestination:/q\n\n\x00",
-		"SUBSCRIBE\nreceipt:tok\nid:sub-1\ndestination:/q\n\n\x00",
-		"SEND\ncontent-length:30\n\nNACK\nid:T_1@@s@@7\n\n", "\x00",
-		"NACK\nrequeue:false\nid:T_1@@s@@7\n\n\x00",
-		"NACK\nid:T_1@@s@@7\n\n\x00",
-	}, "")
+	want := connectFrame + strings.Join(rewriteOut, "")
 	if got := pc.written.String(); got != want {
 		t.Errorf("wire wrote\n%q\nwant\n%q", got, want)
 	}

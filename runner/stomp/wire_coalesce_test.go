@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -109,37 +110,17 @@ func TestWireCoalescesWhileAWriteIsInProgress(t *testing.T) {
 	c := newStallConn()
 	w := newWireMode(c, true)
 	defer func() { _ = w.Close() }()
-	w.addHeader("NACK", "T_1@@s@@7", "requeue", "false")
-	w.addHeader("SUBSCRIBE", "sub-1", "receipt", "tok")
+	addRewrites(w)
 
-	connect := "CONNECT\naccept-version:1.2\n\n\x00"
-	mustWrite(t, w, connect)
-	if got := c.nextWrite(t); got != connect {
-		t.Fatalf("first transport Write %q, want %q", got, connect)
+	mustWrite(t, w, connectFrame)
+	if got := c.nextWrite(t); got != connectFrame {
+		t.Fatalf("first transport Write %q, want %q", got, connectFrame)
 	}
 	// The transport is now busy with CONNECT.
-	mustWrite(t, w,
-		"\n",                         // heart-beat
-		"NACK\nid:T_1@@s@@6\n\n\x00", // another message: untouched
-		"SUBSCRIBE\nid:sub-0\ndestination:/q\n\n\x00",
-		"SUBSCRIBE\nid:sub-1\ndestination:/q\n\n\x00",
-		"SEND\ncontent-length:30\n\nNACK\nid:T_1@@s@@7\n\n", // a body chunk split by a large frame…
-		"\x00",
-		"NACK\nid:T_1@@s@@7\n\n\x00",
-		"NACK\nid:T_1@@s@@7\n\n\x00", // added once only
-		"ACK\nid:T_1@@s@@8\n\n\x00",
-	)
+	const ack8 = "ACK\nid:T_1@@s@@8\n\n\x00"
+	mustWrite(t, w, append(slices.Clone(rewriteIn), ack8)...)
 	c.results <- nil
-	want := strings.Join([]string{
-		"\n",
-		"NACK\nid:T_1@@s@@6\n\n\x00",
-		"SUBSCRIBE\nid:sub-0\ndestination:/q\n\n\x00",
-		"SUBSCRIBE\nreceipt:tok\nid:sub-1\ndestination:/q\n\n\x00",
-		"SEND\ncontent-length:30\n\nNACK\nid:T_1@@s@@7\n\n", "\x00",
-		"NACK\nrequeue:false\nid:T_1@@s@@7\n\n\x00",
-		"NACK\nid:T_1@@s@@7\n\n\x00",
-		"ACK\nid:T_1@@s@@8\n\n\x00",
-	}, "")
+	want := strings.Join(rewriteOut, "") + ack8
 	if got := c.nextWrite(t); got != want {
 		t.Fatalf("second transport Write\n%q\nwant\n%q", got, want)
 	}
