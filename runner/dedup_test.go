@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -289,5 +290,34 @@ func TestDedupWindowExpires(t *testing.T) {
 	deliverAndWait(t, r, roleMsg("stomp", true))
 	if n := c.count(); n != 2 {
 		t.Errorf("a message after the window was skipped (%d runs, want 2)", n)
+	}
+}
+
+// TestJournalKeepsTheNewestEntries: past MaxEntries the oldest handled ids
+// go first, however often the journal's queue has grown and wrapped round,
+// and an id completed again counts from its newest completion.
+func TestJournalKeepsTheNewestEntries(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	const max = 100
+	j := NewMemoryJournalWith(MemoryOptions{Window: time.Hour, MaxEntries: max, Now: clk.Now})
+	id := func(i int) string { return strconv.Itoa(i) }
+	complete := func(i int) {
+		clk.Add(time.Millisecond)
+		j.Apply(Completion{Source: "s", ID: id(i), Keys: []string{"k" + id(i)}, Fate: FateAcked}, clk.Now())
+	}
+	for i := range 1000 {
+		complete(i)
+		if i == 950 {
+			complete(3) // back after being pruned long ago: it is among the newest now
+		}
+	}
+	if ids, keys := j.Len(); ids != max || keys != max {
+		t.Fatalf("journal holds %d ids and %d keys, want %d each", ids, keys, max)
+	}
+	for i := range 1000 {
+		_, dup := j.Duplicate("s", id(i), []string{"k" + id(i)})
+		if want := i == 3 || i > 1000-max; dup != want {
+			t.Errorf("id %d held: %v, want %v", i, dup, want)
+		}
 	}
 }

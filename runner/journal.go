@@ -339,10 +339,13 @@ func (p *memProgress) Record(i int, res actions.Result) error {
 	return nil
 }
 
-// fifo is a queue of (key, time) in insertion order, for pruning by age.
+// fifo is a queue of (key, time) in insertion order, for pruning by age:
+// a ring that doubles when full, so that a journal at its steady size (as
+// many pushed as pruned) pushes and pops without allocating or copying.
 type fifo struct {
 	items []fifoItem
-	head  int
+	head  int // index of the oldest item
+	n     int // items queued
 }
 
 type fifoItem struct {
@@ -350,10 +353,19 @@ type fifoItem struct {
 	at int64
 }
 
-func (q *fifo) push(k string, at int64) { q.items = append(q.items, fifoItem{k, at}) }
+func (q *fifo) push(k string, at int64) {
+	if q.n == len(q.items) {
+		grown := make([]fifoItem, max(64, 2*len(q.items)))
+		q.n = copy(grown, q.items[q.head:])
+		q.n += copy(grown[q.n:], q.items[:q.head])
+		q.items, q.head = grown, 0
+	}
+	q.items[(q.head+q.n)%len(q.items)] = fifoItem{k, at}
+	q.n++
+}
 
 func (q *fifo) peek() (string, int64, bool) {
-	if q.head >= len(q.items) {
+	if q.n == 0 {
 		return "", 0, false
 	}
 	it := q.items[q.head]
@@ -361,10 +373,7 @@ func (q *fifo) peek() (string, int64, bool) {
 }
 
 func (q *fifo) pop() {
-	q.items[q.head] = fifoItem{}
-	q.head++
-	if q.head > 1024 && q.head*2 > len(q.items) { // reclaim the consumed front
-		q.items = append(q.items[:0:0], q.items[q.head:]...)
-		q.head = 0
-	}
+	q.items[q.head] = fifoItem{} // drop the key for the GC
+	q.head = (q.head + 1) % len(q.items)
+	q.n--
 }
