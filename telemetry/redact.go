@@ -63,8 +63,9 @@ func NewRedactor(values ...string) *Redactor {
 
 // Forms returns the forms of secret that a Redactor masks: the value, its
 // url.QueryEscape and url.PathEscape, its escaping inside a JSON string
-// (with and without HTML escaping) and a Go %q string, and its base64 in
-// the standard and URL alphabets, padded and raw.
+// (with and without HTML escaping) and a Go %q string, its base64 in the
+// standard and URL alphabets, padded and raw, and the base64 of the secret
+// inside a longer value (see base64Inner).
 func Forms(secret string) []string {
 	forms := []string{secret, url.QueryEscape(secret), url.PathEscape(secret)}
 	for _, html := range []bool{true, false} {
@@ -82,6 +83,13 @@ func Forms(secret string) []string {
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
 		forms = append(forms, enc.EncodeToString(b))
 	}
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		for offset := range 3 {
+			if f := base64Inner(enc, b, offset); len(f) >= MinSecretLen {
+				forms = append(forms, f)
+			}
+		}
+	}
 	out := forms[:0]
 	seen := map[string]bool{}
 	for _, f := range forms {
@@ -91,6 +99,25 @@ func Forms(secret string) []string {
 		}
 	}
 	return out
+}
+
+// base64Inner returns the characters of the base64 of a longer value that
+// depend on secret alone, when secret starts offset bytes (modulo 3) into
+// that value: a rule that writes toBase64("user:" + secrets.password) into
+// a Basic authorization header puts the password there at offset 5. A
+// character encodes 6 bits, so the one or two characters at each end that
+// also encode the bytes around the secret are left out; masking leaves
+// them, which tells at most 4 bits of the secret's first and last bytes.
+func base64Inner(enc *base64.Encoding, secret []byte, offset int) string {
+	padded := make([]byte, offset+len(secret))
+	copy(padded[offset:], secret)
+	full := enc.EncodeToString(padded)
+	first := (8*offset + 5) / 6            // the first character whose bits all fall in secret
+	last := (8*(offset+len(secret)))/6 - 1 // the last such
+	if last < first {
+		return ""
+	}
+	return full[first : last+1]
 }
 
 // Value returns v with every string in it (in maps and lists, at any

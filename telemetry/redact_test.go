@@ -88,3 +88,39 @@ func TestRedactorMasksEveryForm(t *testing.T) {
 		t.Errorf("Value kept the secret: %s", b)
 	}
 }
+
+// TestRedactorMasksSecretsInsideBase64: a secret encoded as part of a longer
+// value (a Basic authorization header of "user:" + the password, a token
+// inside a base64 JSON document) is masked wherever it starts, in both
+// alphabets, padded or not.
+func TestRedactorMasksSecretsInsideBase64(t *testing.T) {
+	const secret = "pa55-w0rd-of-the-site"
+	r := telemetry.NewRedactor(secret)
+	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("svc-user:"+secret))
+	if got := r.String(basic); !strings.Contains(got, telemetry.Masked) || strings.Contains(got, base64.StdEncoding.EncodeToString([]byte("svc-user:"+secret))[12:24]) {
+		t.Errorf("Basic header: %q", got)
+	}
+	for _, prefix := range []string{"", "a", "ab", "abc", "abcd", "abcde", `{"token":"`} {
+		for _, suffix := range []string{"", "z", "zy", `"}`} {
+			value := []byte(prefix + secret + suffix)
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+				text := "x " + enc.EncodeToString(value) + " y"
+				got := r.String(text)
+				if !strings.Contains(got, telemetry.Masked) {
+					t.Errorf("prefix %q suffix %q: %q masked nothing", prefix, suffix, got)
+					continue
+				}
+				// What is left of the encoding decodes to at most the
+				// prefix, the suffix and a byte on each side of the secret.
+				for _, part := range strings.Split(strings.Fields(got)[1], telemetry.Masked) {
+					if len(part) > (len(prefix)+1)*4/3+4 && len(part) > (len(suffix)+1)*4/3+4 {
+						t.Errorf("prefix %q suffix %q: %q keeps %q, more than the bytes around the secret", prefix, suffix, got, part)
+					}
+				}
+			}
+		}
+	}
+	if got := r.String("c29tZSBvdGhlciB0ZXh0"); got != "c29tZSBvdGhlciB0ZXh0" {
+		t.Errorf("base64 without the secret changed: %q", got)
+	}
+}
