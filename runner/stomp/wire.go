@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -253,6 +254,10 @@ func (w *wire) flush() {
 			w.mu.Unlock()
 			return
 		}
+		w.gather()
+		if w.werr != nil {
+			continue
+		}
 		out := w.pending
 		w.pending, w.spare = w.spare[:0], nil
 		w.room.Broadcast()
@@ -286,6 +291,28 @@ func (w *wire) flush() {
 		}
 	}
 }
+
+// gather yields the processor while the pending frames grow, up to
+// maxYields times, so that frames about to be written (the ACKs of plans
+// finishing on other goroutines) leave in this Write rather than the next:
+// each Write is a system call, and over a WebSocket a message, that costs
+// more than several frames' bytes. A yield is not a wait: when nothing
+// else is runnable it returns at once. w.mu is held, and released while
+// yielding.
+func (w *wire) gather() {
+	for range maxYields {
+		n := len(w.pending)
+		w.mu.Unlock()
+		runtime.Gosched()
+		w.mu.Lock()
+		if len(w.pending) == n || w.werr != nil {
+			return
+		}
+	}
+}
+
+// maxYields bounds gather.
+const maxYields = 4
 
 // Close implements net.Conn. Nothing pending is written any more: the
 // flusher stops (a Write it has in progress fails as the transport
