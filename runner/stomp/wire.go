@@ -5,11 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eventfn/eventfn/internal/coalesce"
 )
 
 // wire sits between go-stomp and the transport (TCP, TLS or WebSocket). It
@@ -23,9 +24,9 @@ import (
 //   - records when data last arrived and the first I/O error, so the
 //     session learns of a dead connection without relying on go-stomp's
 //     goroutines;
-//   - coalesces writes (see flush): go-stomp writes and flushes one frame
-//     at a time, so without it every ACK costs a system call (and, over
-//     TLS or a WebSocket, a record or a message of its own).
+//   - coalesces writes (package coalesce): go-stomp writes and flushes one
+//     frame at a time, so without it every ACK costs a system call (and,
+//     over TLS or a WebSocket, a record or a message of its own).
 //
 // go-stomp flushes exactly one frame per Write (its frames here are far
 // smaller than its 4 KiB buffer, except SEND bodies, which are never
@@ -54,31 +55,14 @@ type wire struct {
 	dead     chan struct{}
 	deadErr  error
 
-	// Write coalescing; coalesce, limit and flushed are set once, the rest
-	// is guarded by mu. Write appends to pending and wakes the flusher,
-	// which swaps pending with spare and writes it in one transport Write
-	// while further frames gather in the other buffer: no allocation per
-	// Write once the two buffers have grown.
+	// out is where frames are written: the transport itself, or a
+	// coalesce.Conn over it (coalesce set). wmu orders Writes: a frame is
+	// rewritten and queued before the next one is.
 	coalesce bool
-	pending  []byte
-	spare    []byte        // the buffer the next swap makes pending; nil while in flight
-	limit    int           // bytes pending past which Write waits (maxPending)
-	werr     error         // why nothing more is written: a write failed or Close
-	more     sync.Cond     // signalled when pending grows or werr is set
-	room     sync.Cond     // broadcast when pending is taken or werr is set
-	flushed  chan struct{} // closed when the flusher has returned
-	waitHook func()        // tests: called (mu held) when a Write starts waiting for room
+	out      net.Conn
+	wmu      sync.Mutex
+	closed   bool // Close was called (mu)
 }
-
-// maxPending bounds the bytes waiting for the flusher. Past it Write blocks,
-// and go-stomp's queue behind it fills, so a stalled socket cannot grow
-// memory without bound. ACKs are ~100 bytes: a full prefetch window of them
-// is far below this.
-const maxPending = 1 << 20
-
-// maxSpare is the largest buffer kept for reuse once written: a large SEND
-// body does not pin its buffer for the connection's lifetime.
-const maxSpare = 64 << 10
 
 // newWire wraps a transport; writes are coalesced for the transports
 // dialTransport makes (see coalesces).
@@ -98,17 +82,18 @@ func coalesces(c net.Conn) bool {
 	return false
 }
 
-// newWireMode wraps a transport, with a flusher goroutine when coalesce is
-// set (it runs until Close or a write error).
-func newWireMode(c net.Conn, coalesce bool) *wire {
+// newWireMode wraps a transport, its writes coalesced (coalesce.Conn) when
+// coalesce is set.
+func newWireMode(c net.Conn, coalesced bool) *wire {
 	w := &wire{Conn: c, boundary: true, extra: map[string]string{}, dead: make(chan struct{}),
-		coalesce: coalesce, limit: maxPending, flushed: make(chan struct{})}
-	w.more.L, w.room.L = &w.mu, &w.mu
+		coalesce: coalesced, out: c}
 	w.lastRead.Store(time.Now().UnixNano())
-	if coalesce {
-		go w.flush()
-	} else {
-		close(w.flushed)
+	if coalesced {
+		// A failed transport Write kills the wire at once; the coalescer
+		// then closes the transport, so go-stomp's reader fails too (it
+		// would see the error only at its next Write, which may be a
+		// heart-beat seconds away).
+		w.out = coalesce.New(c, w.kill)
 	}
 	return w
 }
@@ -169,43 +154,27 @@ func (w *wire) follow(p []byte) {
 func (w *wire) sawError() bool { return w.errorSeen.Load() }
 
 // Write implements net.Conn. When writes are coalesced it returns once p
-// is queued for the flusher; a transport error is returned by the Writes
-// after it (and kills the wire at once).
+// is queued; a transport error is returned by the Writes after it (and
+// kills the wire at once).
 func (w *wire) Write(p []byte) (int, error) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
 	w.mu.Lock()
-	if !w.coalesce {
-		line, add, rest := w.rewrite(p)
+	if w.closed {
 		w.mu.Unlock()
-		out := p
-		if add != "" {
-			out = make([]byte, 0, len(p)+len(add))
-			out = append(append(append(append(out, line...), '\n'), add...), rest...)
-		}
-		if _, err := w.Conn.Write(out); err != nil {
-			w.kill(err)
-			return 0, err
-		}
-		return len(p), nil
+		return 0, errClosedByUs
 	}
-	// Wait for room only when something is pending: a single Write larger
-	// than the limit (a large SEND body) still goes out.
-	for w.werr == nil && len(w.pending) > 0 && len(w.pending)+len(p) > w.limit {
-		if w.waitHook != nil {
-			w.waitHook()
-		}
-		w.room.Wait()
+	line, add, rest := w.rewrite(p)
+	w.mu.Unlock()
+	out := p
+	if add != "" {
+		out = make([]byte, 0, len(p)+len(add))
+		out = append(append(append(append(out, line...), '\n'), add...), rest...)
 	}
-	if err := w.werr; err != nil {
-		w.mu.Unlock()
+	if _, err := w.out.Write(out); err != nil {
+		w.kill(err)
 		return 0, err
 	}
-	if line, add, rest := w.rewrite(p); add != "" {
-		w.pending = append(append(append(append(w.pending, line...), '\n'), add...), rest...)
-	} else {
-		w.pending = append(w.pending, p...)
-	}
-	w.more.Signal()
-	w.mu.Unlock()
 	return len(p), nil
 }
 
@@ -235,99 +204,26 @@ func (w *wire) rewrite(p []byte) (line []byte, add string, rest []byte) {
 	return line, add, rest
 }
 
-// flush is the flusher goroutine of a coalescing wire. Whatever is pending
-// when it wakes goes out in one transport Write, so while a Write is in
-// progress frames gather and then leave together; when it is idle a frame
-// leaves as soon as the flusher runs: no timer, no delay beyond a
-// goroutine wake-up. It returns on Close or on the first write error.
-func (w *wire) flush() {
-	defer close(w.flushed)
-	w.mu.Lock()
-	for {
-		for w.werr == nil && len(w.pending) == 0 {
-			w.more.Wait()
-		}
-		if w.werr != nil {
-			// Closed: what is still pending is dropped, as a closed
-			// connection's unsent frames are.
-			w.pending = nil
-			w.mu.Unlock()
-			return
-		}
-		w.gather()
-		if w.werr != nil {
-			continue
-		}
-		out := w.pending
-		w.pending, w.spare = w.spare[:0], nil
-		w.room.Broadcast()
-		w.mu.Unlock()
-
-		_, err := w.Conn.Write(out)
-
-		w.mu.Lock()
-		if err != nil {
-			// The first of Close and this error sets werr and the reason
-			// the wire died alike (Close kills after setting werr).
-			first := w.werr == nil
-			if first {
-				w.werr = err
-				w.kill(err)
-			}
-			w.pending = nil
-			w.room.Broadcast()
-			w.mu.Unlock()
-			if first {
-				// go-stomp does not see this error until its next Write
-				// (a heart-beat may be seconds away). Closing the
-				// transport fails its reader now, as the failing Write
-				// used to make go-stomp close the connection itself.
-				_ = w.Conn.Close()
-			}
-			return
-		}
-		if cap(out) <= maxSpare {
-			w.spare = out[:0]
-		}
-	}
-}
-
-// gather yields the processor while the pending frames grow, up to
-// maxYields times, so that frames about to be written (the ACKs of plans
-// finishing on other goroutines) leave in this Write rather than the next:
-// each Write is a system call, and over a WebSocket a message, that costs
-// more than several frames' bytes. A yield is not a wait: when nothing
-// else is runnable it returns at once. w.mu is held, and released while
-// yielding.
-func (w *wire) gather() {
-	for range maxYields {
-		n := len(w.pending)
-		w.mu.Unlock()
-		runtime.Gosched()
-		w.mu.Lock()
-		if len(w.pending) == n || w.werr != nil {
-			return
-		}
-	}
-}
-
-// maxYields bounds gather.
-const maxYields = 4
-
-// Close implements net.Conn. Nothing pending is written any more: the
-// flusher stops (a Write it has in progress fails as the transport
-// closes), and later Writes fail.
+// Close implements net.Conn. Nothing pending is written any more (a
+// coalescer's flusher stops; a transport Write in progress fails as the
+// transport closes), and later Writes fail.
 func (w *wire) Close() error {
 	w.mu.Lock()
-	if w.werr == nil {
-		w.werr = errClosedByUs
-	}
-	w.pending = nil
-	w.more.Broadcast()
-	w.room.Broadcast()
+	w.closed = true
 	w.mu.Unlock()
 	w.kill(errClosedByUs)
-	return w.Conn.Close()
+	return w.out.Close()
+}
+
+// flushed is closed once nothing more will be written: at once for a
+// synchronous wire, when the coalescer's flusher has returned otherwise.
+func (w *wire) flushed() <-chan struct{} {
+	if c, ok := w.out.(*coalesce.Conn); ok {
+		return c.Flushed()
+	}
+	done := make(chan struct{})
+	close(done)
+	return done
 }
 
 // addHeader makes the next frame cmd (NACK or SUBSCRIBE) whose id header

@@ -11,6 +11,7 @@ import (
 	"github.com/go-stomp/stomp/v3/frame"
 
 	"github.com/eventfn/eventfn/internal/brokertest"
+	"github.com/eventfn/eventfn/internal/coalesce/coalescetest"
 	"github.com/eventfn/eventfn/waldur"
 )
 
@@ -76,7 +77,7 @@ func TestCoalescedAcksOverTheBroker(t *testing.T) {
 				var msg *gostomp.Message
 				select {
 				case msg = <-sub.C:
-				case <-time.After(guard):
+				case <-time.After(coalescetest.Guard):
 					t.Fatalf("received %d of %d messages", i, n)
 				}
 				if msg.Err != nil {
@@ -96,15 +97,15 @@ func TestCoalescedAcksOverTheBroker(t *testing.T) {
 			case <-receipted:
 			case <-c.Dead():
 				t.Fatalf("the broker closed the connection: %v", c.wire.err())
-			case <-time.After(guard):
+			case <-time.After(coalescetest.Guard):
 				t.Fatal("no receipt for the ACKs")
 			}
-			if err := c.Disconnect(guard); err != nil {
+			if err := c.Disconnect(coalescetest.Guard); err != nil {
 				t.Fatalf("Disconnect: %v", err)
 			}
 			select {
-			case <-c.wire.flushed:
-			case <-time.After(guard):
+			case <-c.wire.flushed():
+			case <-time.After(coalescetest.Guard):
 				t.Fatal("the flusher goroutine did not return after Disconnect")
 			}
 			// An ACK not applied would be requeued by the disconnection.
@@ -125,8 +126,8 @@ func TestWireFlusherStopsOnClose(t *testing.T) {
 				t.Logf("Close: %v", err)
 			}
 			select {
-			case <-c.wire.flushed:
-			case <-time.After(guard):
+			case <-c.wire.flushed():
+			case <-time.After(coalescetest.Guard):
 				t.Fatal("the flusher goroutine did not return after Close")
 			}
 		})
