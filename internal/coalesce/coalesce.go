@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // MaxPending is the default bound of the bytes waiting for the flusher.
@@ -39,8 +40,11 @@ type Conn struct {
 	spare   []byte // the buffer the next swap makes pending; nil while in flight
 	limit   int    // bytes pending past which Write waits
 	werr    error  // why nothing more is written: a write failed, or Close
-	more    sync.Cond
-	room    sync.Cond
+	// deadline is the write deadline last set; the flusher applies it to
+	// the transport before its next Write (applied is what it last set).
+	deadline, applied time.Time
+	more              sync.Cond
+	room              sync.Cond
 	// waitHook, if set, is called (mu held) when a Write starts waiting
 	// for room (tests).
 	waitHook func()
@@ -78,9 +82,32 @@ func (w *Conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// SetWriteDeadline implements net.Conn. The deadline applies to the
+// transport Writes that start after it is set: the flusher sets it on the
+// transport, from its own goroutine, before each (a client library that
+// sets a deadline around each Write, as paho does around a PUBLISH, would
+// otherwise race with the flusher: a WebSocket connection does not allow
+// it). A transport Write in progress is not cut short; Close is.
+func (w *Conn) SetWriteDeadline(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.deadline = t
+	return nil
+}
+
+// SetDeadline implements net.Conn: the read deadline is the transport's,
+// the write deadline as SetWriteDeadline.
+func (w *Conn) SetDeadline(t time.Time) error {
+	if err := w.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return w.SetWriteDeadline(t)
+}
+
 // Close implements net.Conn. Nothing pending is written any more: the
-// flusher stops (a transport Write in progress fails as the transport
-// closes), and later Writes fail with net.ErrClosed.
+// flusher stops (a transport Write in progress, stalled on a peer that
+// reads nothing, fails as the transport closes), and later Writes fail
+// with net.ErrClosed.
 func (w *Conn) Close() error {
 	w.mu.Lock()
 	if w.werr == nil {
@@ -120,10 +147,18 @@ func (w *Conn) flush() {
 		}
 		out := w.pending
 		w.pending, w.spare = w.spare[:0], nil
+		deadline, apply := w.deadline, !w.deadline.Equal(w.applied)
+		w.applied = w.deadline
 		w.room.Broadcast()
 		w.mu.Unlock()
 
-		_, err := w.Conn.Write(out)
+		var err error
+		if apply {
+			err = w.Conn.SetWriteDeadline(deadline)
+		}
+		if err == nil {
+			_, err = w.Conn.Write(out)
+		}
 
 		w.mu.Lock()
 		if err != nil {

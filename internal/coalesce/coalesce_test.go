@@ -2,8 +2,10 @@ package coalesce
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,15 +153,13 @@ func TestBoundsPending(t *testing.T) {
 	c.NoMoreWrites(t, w.Flushed())
 }
 
-// TestStalledSocketDeadline: a peer that reads nothing makes Writes wait
-// once the limit is pending, and a write deadline still fails the
-// transport Write, is reported, and releases the waiting Write.
-func TestStalledSocketDeadline(t *testing.T) {
+// TestStalledSocket: a peer that reads nothing makes Writes wait once the
+// limit is pending; Close releases the stalled transport Write and the
+// waiting Write.
+func TestStalledSocket(t *testing.T) {
 	client, server := net.Pipe() // nobody reads server: every Write stalls
 	defer func() { _ = server.Close() }()
-	reported := make(chan error, 1)
-	w := New(client, func(err error) { reported <- err })
-	defer func() { _ = w.Close() }()
+	w := New(client, nil)
 	waiting := make(chan struct{}, 1)
 	w.mu.Lock()
 	w.limit = 4 << 10
@@ -181,23 +181,78 @@ func TestStalledSocketDeadline(t *testing.T) {
 		}
 	}()
 	<-waiting
-	if err := w.SetWriteDeadline(time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	_ = w.Close()
 	select {
 	case err := <-done:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Errorf("the waiting Write returned %v, want a deadline error", err)
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("the waiting Write returned %v, want %v", err, net.ErrClosed)
 		}
 	case <-time.After(coalescetest.Guard):
-		t.Fatal("the waiting Write was not released by the write deadline")
-	}
-	if err := <-reported; !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Errorf("reported %v, want a deadline error", err)
+		t.Fatal("the waiting Write was not released by Close")
 	}
 	select {
 	case <-w.Flushed():
 	case <-time.After(coalescetest.Guard):
-		t.Fatal("the flusher goroutine did not return")
+		t.Fatal("the stalled flusher did not return")
+	}
+}
+
+// TestWriteDeadline: a write deadline applies to the transport Writes that
+// start after it: one in the past fails the next, which is reported, and
+// later Writes return its error; a deadline set and cleared around each
+// Write (as paho does) from another goroutine than the flusher's does not
+// race with it (-race).
+func TestWriteDeadline(t *testing.T) {
+	var want strings.Builder
+	for i := range 200 {
+		want.WriteString(strconv.Itoa(i) + ",")
+	}
+	client, server := net.Pipe()
+	defer func() { _ = server.Close() }()
+	got := make(chan string, 1)
+	go func() {
+		b := make([]byte, want.Len())
+		n, _ := io.ReadFull(server, b)
+		got <- string(b[:n])
+	}()
+	w := New(client, nil)
+	for i := range 200 {
+		if err := w.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, w, strconv.Itoa(i)+",")
+		if err := w.SetWriteDeadline(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case s := <-got:
+		if s != want.String() {
+			t.Errorf("the peer read %q, want %q", s, want.String())
+		}
+	case <-time.After(coalescetest.Guard):
+		t.Fatal("the peer did not read everything written")
+	}
+	_ = w.Close()
+
+	late, peer := net.Pipe()
+	defer func() { _ = peer.Close() }()
+	reported := make(chan error, 1)
+	w = New(late, func(err error) { reported <- err })
+	defer func() { _ = w.Close() }()
+	if err := w.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, w, "late")
+	select {
+	case err := <-reported:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("reported %v, want a deadline error", err)
+		}
+	case <-time.After(coalescetest.Guard):
+		t.Fatal("a Write past the deadline did not fail")
+	}
+	if _, err := w.Write([]byte("after")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Write after the deadline error: %v", err)
 	}
 }

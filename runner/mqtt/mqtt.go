@@ -81,6 +81,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -90,7 +91,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/gorilla/websocket"
+	"golang.org/x/net/proxy"
 
+	"github.com/eventfn/eventfn/internal/coalesce"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/broker"
 	"github.com/eventfn/eventfn/waldur"
@@ -444,7 +447,62 @@ func (s *Source) options(lost chan<- error) *paho.ClientOptions {
 	if s.cfg.TLS != nil {
 		o.SetTLSConfig(s.cfg.TLS)
 	}
+	o.SetCustomOpenConnectionFn(openConnection)
 	return o
+}
+
+// openConnection dials the broker for paho as paho itself does for the
+// schemes BrokerURL makes (tcp, ssl, ws, wss; tcp and ssl through the
+// ALL_PROXY proxy when it is set, ws and wss as paho's WebSocket dialer
+// does), and coalesces the
+// connection's writes: paho writes each packet on its own, so without it
+// every PUBACK costs a system call (over a WebSocket, a message; MQTT lets
+// a WebSocket message hold several packets). A failed write closes the
+// connection, so paho's reader fails at once and the source reconnects.
+func openConnection(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
+	dialer := o.Dialer
+	if dialer == nil {
+		dialer = &net.Dialer{Timeout: o.ConnectTimeout}
+	}
+	var c net.Conn
+	var err error
+	switch uri.Scheme {
+	case "tcp":
+		c, err = proxy.FromEnvironmentUsing(dialer).Dial("tcp", uri.Host)
+	case "ssl":
+		if c, err = proxy.FromEnvironmentUsing(dialer).Dial("tcp", uri.Host); err == nil {
+			cfg := o.TLSConfig.Clone()
+			if cfg == nil {
+				cfg = &tls.Config{}
+			}
+			if cfg.ServerName == "" {
+				cfg.ServerName = uri.Hostname()
+			}
+			tc := tls.Client(c, cfg)
+			ctx := context.Background()
+			if o.ConnectTimeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, o.ConnectTimeout)
+				defer cancel()
+			}
+			if err = tc.HandshakeContext(ctx); err != nil {
+				_ = c.Close()
+			}
+			c = tc
+		}
+	case "ws", "wss":
+		var tlsc *tls.Config
+		if uri.Scheme == "wss" {
+			tlsc = o.TLSConfig
+		}
+		c, err = paho.NewWebsocket(uri.String(), tlsc, o.ConnectTimeout, o.HTTPHeaders, o.WebsocketOptions)
+	default:
+		return nil, fmt.Errorf("mqtt: scheme %q: want tcp, ssl, ws or wss", uri.Scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return coalesce.New(c, nil), nil
 }
 
 // connect makes one connection attempt and subscribes.

@@ -1,10 +1,21 @@
 package mqtt
 
 import (
+	"crypto/tls"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eventfn/eventfn/internal/coalesce"
 )
 
 func TestBrokerURL(t *testing.T) {
@@ -169,5 +180,48 @@ func TestFromSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want one containing %q", name, err, c.want)
 		}
+	}
+}
+
+// TestOpenConnectionCoalesces: the connections the source gives paho
+// coalesce their writes (the PUBACKs of a window leave in one system call;
+// TestPersistentSession shows the broker gets each of them), and a scheme
+// BrokerURL does not make is refused.
+func TestOpenConnectionCoalesces(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	o := paho.NewClientOptions()
+	c, err := openConnection(&url.URL{Scheme: "tcp", Host: l.Addr().String()}, *o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*coalesce.Conn); !ok {
+		t.Errorf("connection is a %T, want a *coalesce.Conn", c)
+	}
+	// TLS: the handshake is made (and verified) before paho gets the
+	// connection.
+	ts := httptest.NewUnstartedServer(http.NotFoundHandler())
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below
+	ts.StartTLS()
+	defer ts.Close()
+	o.SetTLSConfig(ts.Client().Transport.(*http.Transport).TLSClientConfig)
+	tc, err := openConnection(&url.URL{Scheme: "ssl", Host: ts.Listener.Addr().String()}, *o)
+	if err != nil {
+		t.Fatalf("ssl: %v", err)
+	}
+	defer tc.Close()
+	if _, ok := tc.(*coalesce.Conn); !ok {
+		t.Errorf("ssl connection is a %T, want a *coalesce.Conn", tc)
+	}
+	o.SetTLSConfig(&tls.Config{}) // the test server's certificate is not trusted
+	if _, err := openConnection(&url.URL{Scheme: "ssl", Host: ts.Listener.Addr().String()}, *o); err == nil {
+		t.Error("ssl: an untrusted certificate was accepted")
+	}
+	if _, err := openConnection(&url.URL{Scheme: "unix", Path: "/tmp/x"}, *o); err == nil {
+		t.Error("a unix socket scheme was dialled")
 	}
 }
