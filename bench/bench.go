@@ -117,7 +117,8 @@ type Options struct {
 	// LogFile receives eventfn's log (default: formatted, then dropped).
 	LogFile string
 	// CPUProfile, if set, is where eventfn's consumer process writes a CPU
-	// profile (the last run's).
+	// profile (the last run's); the bare consumer's goes to CPUProfile
+	// with ".bare" added, so that the two can be compared.
 	CPUProfile string
 	// Command starts a consumer process; the benchmark adds ChildEnv and
 	// PasscodeEnv to its environment. `eventfn bench` passes its own
@@ -147,6 +148,11 @@ type ConsumerRun struct {
 	// peer).
 	AllocsPerMsg     float64 `json:"allocs_per_message,omitempty"`
 	AllocBytesPerMsg float64 `json:"alloc_bytes_per_message,omitempty"`
+	// Write system calls per message (the ACKs', however many a write
+	// carries) and garbage collections per 1,000 messages in that window
+	// (0 for the Python peer).
+	WritesPerMsg float64 `json:"writes_per_message,omitempty"`
+	GCsPer1000   float64 `json:"gcs_per_1000_messages,omitempty"`
 	// Resident set size when connected and subscribed, at the end, and at
 	// its peak (VmHWM: the process's lifetime).
 	RSSReadyMiB float64 `json:"rss_ready_mib"`
@@ -181,6 +187,8 @@ type Summary struct {
 	CPUPerMsgUSMax   float64  `json:"cpu_per_message_us_max"`
 	AllocsPerMsg     float64  `json:"allocs_per_message,omitempty"`
 	AllocBytesPerMsg float64  `json:"alloc_bytes_per_message,omitempty"`
+	WritesPerMsg     float64  `json:"writes_per_message,omitempty"`
+	GCsPer1000       float64  `json:"gcs_per_1000_messages,omitempty"`
 	RSSReadyMiB      float64  `json:"rss_ready_mib"`
 	RSSPeakMiB       float64  `json:"rss_peak_mib"`
 	StartupMS        float64  `json:"startup_ms"`
@@ -392,7 +400,7 @@ func (d *driver) runOne(ctx context.Context, role string, round int) (ConsumerRu
 	j := job{Role: role, URL: d.o.URL, VHost: d.conn.vhost, Login: d.o.Login, TLS: d.o.TLS,
 		Destination: t.dest, ClientID: t.clientID, Prefetch: d.o.Prefetch, Concurrency: d.o.Concurrency,
 		Count: n, Timeout: d.o.Timeout, Rules: d.o.Rules, StateDir: d.o.StateDir,
-		ActionDelay: d.o.ActionDelay, LogFile: d.o.LogFile, CPUProfile: d.o.CPUProfile, Latency: d.o.Rate > 0}
+		ActionDelay: d.o.ActionDelay, LogFile: d.o.LogFile, CPUProfile: profilePath(d.o.CPUProfile, role), Latency: d.o.Rate > 0}
 	p, err := d.start(j)
 	if err != nil {
 		return run, err
@@ -421,6 +429,8 @@ func (d *driver) runOne(ctx context.Context, role string, round int) (ConsumerRu
 		run.CPUPerMsgUS = res.CPUSeconds / float64(res.Settled) * 1e6
 		run.AllocsPerMsg = float64(res.Mallocs) / float64(res.Settled)
 		run.AllocBytesPerMsg = float64(res.AllocBytes) / float64(res.Settled)
+		run.WritesPerMsg = float64(res.Writes) / float64(res.Settled)
+		run.GCsPer1000 = float64(res.GCCycles) / float64(res.Settled) * 1000
 	}
 	run.RSSReadyMiB, run.RSSEndMiB, run.RSSPeakMiB = mib(res.RSSReady), mib(res.RSSEnd), mib(res.RSSPeak)
 	run.Latency = res.Latency
@@ -465,6 +475,18 @@ type proc struct {
 	exited  chan struct{}
 	waitErr error
 	timeout time.Duration
+}
+
+// profilePath is where role's consumer writes its CPU profile: path for
+// eventfn, path.bare for the bare consumer, none for the peer (Python).
+func profilePath(path, role string) string {
+	switch {
+	case path == "" || role == RoleEventfn:
+		return path
+	case role == RoleBare:
+		return path + ".bare"
+	}
+	return ""
 }
 
 func (d *driver) start(j job) (*proc, error) {
@@ -622,6 +644,8 @@ func (r *Report) summarize() {
 			CPUPerMsgUS:      med(func(r ConsumerRun) float64 { return r.CPUPerMsgUS }),
 			AllocsPerMsg:     med(func(r ConsumerRun) float64 { return r.AllocsPerMsg }),
 			AllocBytesPerMsg: med(func(r ConsumerRun) float64 { return r.AllocBytesPerMsg }),
+			WritesPerMsg:     med(func(r ConsumerRun) float64 { return r.WritesPerMsg }),
+			GCsPer1000:       med(func(r ConsumerRun) float64 { return r.GCsPer1000 }),
 			RSSReadyMiB:      med(func(r ConsumerRun) float64 { return r.RSSReadyMiB }),
 			StartupMS:        med(func(r ConsumerRun) float64 { return r.StartupMS }),
 		}

@@ -45,6 +45,12 @@ func TestTinyBench(t *testing.T) {
 		if run.AllocsPerMsg <= 0 || run.AllocBytesPerMsg <= 0 {
 			t.Errorf("%s run: allocations per message not reported: %+v", run.Role, run)
 		}
+		// Every message is acknowledged by a write to the broker's socket
+		// (several share one when coalesced): some, and at most about one
+		// per message besides the log's.
+		if run.WritesPerMsg <= 0 || run.WritesPerMsg > 3 {
+			t.Errorf("%s run: %.2f write system calls per message", run.Role, run.WritesPerMsg)
+		}
 		if run.Role == RoleEventfn {
 			if run.Plans["success"] != 200 || run.Unmatched+run.Rejected+run.RuleErrors+run.SettleErrors != 0 {
 				t.Errorf("eventfn did not run the order rule once per message: %+v", run)

@@ -11,6 +11,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,7 +80,7 @@ type job struct {
 	StateDir    string        `json:"state_dir,omitempty"`
 	ActionDelay time.Duration `json:"action_delay,omitempty"`
 	LogFile     string        `json:"log_file,omitempty"`
-	// CPUProfile, for the eventfn role, is where to write a CPU profile of
+	// CPUProfile is where to write a CPU profile of
 	// the run (from ready to the end).
 	CPUProfile string `json:"cpu_profile,omitempty"`
 	// Latency turns on the latency hooks (rate mode). A drain reports no
@@ -112,9 +114,14 @@ type result struct {
 	RSSPeak    int64   `json:"rss_peak_bytes"`
 	// Mallocs and AllocBytes are the Go heap allocations (count, bytes;
 	// runtime.MemStats) in the same window.
-	Mallocs    uint64   `json:"mallocs,omitempty"`
-	AllocBytes uint64   `json:"alloc_bytes,omitempty"`
-	Latency    *Latency `json:"latency,omitempty"`
+	Mallocs    uint64 `json:"mallocs,omitempty"`
+	AllocBytes uint64 `json:"alloc_bytes,omitempty"`
+	// Writes counts the write system calls (/proc/self/io syscw: the
+	// ACKs' writes, coalesced or not, and the log's) and GCCycles the
+	// garbage collections in the same window.
+	Writes   uint64   `json:"writes,omitempty"`
+	GCCycles uint32   `json:"gc_cycles,omitempty"`
+	Latency  *Latency `json:"latency,omitempty"`
 	// eventfn only: plans by outcome, and messages that ran no plan.
 	Plans      map[string]int `json:"plans,omitempty"`
 	Unmatched  int            `json:"unmatched,omitempty"`
@@ -143,10 +150,12 @@ type meter struct {
 	lastCPU  time.Duration
 	// Go heap counters at the first receipt and at the last settlement.
 	firstMem, lastMem runtime.MemStats
-	memMu             sync.Mutex
-	lat               histogram
-	done              chan struct{}
-	once              sync.Once
+	// Write system calls at the first receipt and at the last settlement.
+	firstWrites, lastWrites uint64
+	memMu                   sync.Mutex
+	lat                     histogram
+	done                    chan struct{}
+	once                    sync.Once
 }
 
 func newMeter(want int) *meter { return &meter{want: int64(want), done: make(chan struct{})} }
@@ -156,6 +165,7 @@ func (m *meter) received(at time.Time) {
 	if m.first.Load() == 0 && m.first.CompareAndSwap(0, at.UnixNano()) {
 		m.firstCPU.Store(int64(cpuTime()))
 		m.memMu.Lock()
+		m.firstWrites = writeCalls()
 		runtime.ReadMemStats(&m.firstMem) // once per run: its stop-the-world is negligible
 		m.memMu.Unlock()
 	}
@@ -170,6 +180,7 @@ func (m *meter) settle(ok bool) {
 		m.once.Do(func() {
 			m.last, m.lastCPU = time.Now(), cpuTime()
 			m.memMu.Lock()
+			m.lastWrites = writeCalls()
 			runtime.ReadMemStats(&m.lastMem)
 			m.memMu.Unlock()
 			close(m.done)
@@ -189,6 +200,10 @@ func (m *meter) fill(r *result) {
 			m.memMu.Lock()
 			r.Mallocs = m.lastMem.Mallocs - m.firstMem.Mallocs
 			r.AllocBytes = m.lastMem.TotalAlloc - m.firstMem.TotalAlloc
+			r.GCCycles = m.lastMem.NumGC - m.firstMem.NumGC
+			if m.firstWrites > 0 {
+				r.Writes = m.lastWrites - m.firstWrites
+			}
 			m.memMu.Unlock()
 		}
 	default:
@@ -235,7 +250,7 @@ func RunChild(ctx context.Context, spec string, stdin io.Reader, stdout, stderr 
 		rssReady.Store(rss)
 		emit(childLine{Ready: &readyLine{UnixNS: time.Now().UnixNano(), RSS: rss}})
 	}
-	if j.CPUProfile != "" && j.Role == RoleEventfn {
+	if j.CPUProfile != "" {
 		stop, err := startProfile(j.CPUProfile)
 		if err != nil {
 			fmt.Fprintf(stderr, "eventfn bench: cpu profile: %v\n", err)
@@ -302,4 +317,20 @@ func startProfile(path string) (func(), error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// writeCalls returns the write system calls the process has made
+// (/proc/self/io's syscw), 0 where that is not known.
+func writeCalls() uint64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -44,11 +45,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if r.Mode == "drain" {
 		// No latency here: in a drain it is the time spent queued.
-		fmt.Fprintln(tw, "consumer\tround\tmsgs\tmsg/s\tCPU s\tCPU µs/msg\tallocs/msg\tKB/msg\tRSS peak MiB\tstart-up ms\t")
+		fmt.Fprintln(tw, "consumer\tround\tmsgs\tmsg/s\tCPU s\tCPU µs/msg\tallocs/msg\tKB/msg\twrites/msg\tGCs/1k msgs\tRSS peak MiB\tstart-up ms\t")
 		for _, run := range r.Runs {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.0f\t%s\t%s\t%.1f\t%.0f\t\n", run.Role, run.Round, run.Messages,
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.0f\t%s\t%s\t%s\t%s\t%.1f\t%.0f\t\n", run.Role, run.Round, run.Messages,
 				run.Throughput, run.CPUSeconds, run.CPUPerMsgUS, allocs(run.AllocsPerMsg, 0), allocs(run.AllocBytesPerMsg, 1024),
-				run.RSSPeakMiB, run.StartupMS)
+				ratioOrDash(run.WritesPerMsg, 2), ratioOrDash(run.GCsPer1000, 1), run.RSSPeakMiB, run.StartupMS)
 		}
 	} else {
 		fmt.Fprintln(tw, "consumer\tround\tmsgs\tsent/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tCPU µs/msg\tRSS ready MiB\tRSS peak MiB\tstart-up ms\t")
@@ -93,6 +94,9 @@ func (r *Report) WriteText(w io.Writer) error {
 				x.s.CPUPerMsgUS, x.s.CPUPerMsgUSMin, x.s.CPUPerMsgUSMax)
 			if x.s.AllocsPerMsg > 0 {
 				fmt.Fprintf(&b, ", %.0f allocs and %.1f KB per message", x.s.AllocsPerMsg, x.s.AllocBytesPerMsg/1024)
+			}
+			if x.s.WritesPerMsg > 0 {
+				fmt.Fprintf(&b, ", %.2f write system calls per message, %.1f GCs per 1,000", x.s.WritesPerMsg, x.s.GCsPer1000)
 			}
 			b.WriteString("\n")
 		}
@@ -153,6 +157,14 @@ func allocs(v, unit float64) string {
 		return fmt.Sprintf("%.1f", v/unit)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// ratioOrDash formats v with prec decimals, "-" for 0 (not measured).
+func ratioOrDash(v float64, prec int) string {
+	if v == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
 }
 
 func orDash(s string) string {

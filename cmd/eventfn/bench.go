@@ -68,7 +68,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	rounds := fs.Int("rounds", 1, "runs of each consumer (alternating which goes first); summaries are medians")
 	timeout := fs.Duration("timeout", 0, "bound on each consumer run (default 2m plus --duration)")
 	logFile := fs.String("log-file", "", "write eventfn's log here (default: formatted, then dropped)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of eventfn's consumer process here")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of eventfn's consumer process here (the bare consumer's to FILE.bare)")
 	caFile := fs.String("ca-file", "", "TLS: CA bundle to trust")
 	insecure := fs.Bool("insecure-skip-verify", false, "TLS: do not verify the server certificate (tests only)")
 	output := fs.String("output", "text", "report format: text or json")
