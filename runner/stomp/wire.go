@@ -56,12 +56,11 @@ type wire struct {
 	deadErr  error
 
 	// out is where frames are written: the transport itself, or a
-	// coalesce.Conn over it (coalesce set). wmu orders Writes: a frame is
-	// rewritten and queued before the next one is.
-	coalesce bool
-	out      net.Conn
-	wmu      sync.Mutex
-	closed   bool // Close was called (mu)
+	// coalesce.Conn over it. wmu orders Writes: a frame is rewritten and
+	// queued before the next one is.
+	out    net.Conn
+	wmu    sync.Mutex
+	closed bool // Close was called (mu)
 }
 
 // newWire wraps a transport; writes are coalesced for the transports
@@ -86,7 +85,7 @@ func coalesces(c net.Conn) bool {
 // coalesce is set.
 func newWireMode(c net.Conn, coalesced bool) *wire {
 	w := &wire{Conn: c, boundary: true, extra: map[string]string{}, dead: make(chan struct{}),
-		coalesce: coalesced, out: c}
+		out: c}
 	w.lastRead.Store(time.Now().UnixNano())
 	if coalesced {
 		// A failed transport Write kills the wire at once; the coalescer
@@ -213,6 +212,12 @@ func (w *wire) Close() error {
 	w.mu.Unlock()
 	w.kill(errClosedByUs)
 	return w.out.Close()
+}
+
+// coalesced reports whether the wire's writes are coalesced.
+func (w *wire) coalesced() bool {
+	_, ok := w.out.(*coalesce.Conn)
+	return ok
 }
 
 // flushed is closed once nothing more will be written: at once for a

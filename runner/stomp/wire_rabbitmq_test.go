@@ -41,7 +41,7 @@ func dialAdmin(t *testing.T, e Endpoint, vhost string) *Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.wire.coalesce {
+	if !c.wire.coalesced() {
 		t.Fatalf("writes over %s are not coalesced", e)
 	}
 	return c
