@@ -97,7 +97,7 @@ func TestRedactorMasksSecretsInsideBase64(t *testing.T) {
 	const secret = "pa55-w0rd-of-the-site"
 	r := telemetry.NewRedactor(secret)
 	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("svc-user:"+secret))
-	if got := r.String(basic); !strings.Contains(got, telemetry.Masked) || strings.Contains(got, base64.StdEncoding.EncodeToString([]byte("svc-user:"+secret))[12:24]) {
+	if got := r.String(basic); !strings.Contains(got, telemetry.Masked) || strings.Contains(got, base64.StdEncoding.EncodeToString([]byte("svc-user:" + secret))[12:24]) {
 		t.Errorf("Basic header: %q", got)
 	}
 	for _, prefix := range []string{"", "a", "ab", "abc", "abcd", "abcde", `{"token":"`} {
