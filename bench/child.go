@@ -80,8 +80,8 @@ type job struct {
 	StateDir    string        `json:"state_dir,omitempty"`
 	ActionDelay time.Duration `json:"action_delay,omitempty"`
 	LogFile     string        `json:"log_file,omitempty"`
-	// CPUProfile is where to write a CPU profile of
-	// the run (from ready to the end).
+	// CPUProfile is where to write a CPU profile of the run (from ready to
+	// the end).
 	CPUProfile string `json:"cpu_profile,omitempty"`
 	// Latency turns on the latency hooks (rate mode). A drain reports no
 	// latency (it would be the time spent queued), so neither consumer

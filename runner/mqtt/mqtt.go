@@ -454,10 +454,10 @@ func (s *Source) options(lost chan<- error) *paho.ClientOptions {
 // openConnection dials the broker for paho as paho itself does for the
 // schemes BrokerURL makes (tcp, ssl, ws, wss; tcp and ssl through the
 // ALL_PROXY proxy when it is set, ws and wss as paho's WebSocket dialer
-// does), and coalesces the
-// connection's writes: paho writes each packet on its own, so without it
-// every PUBACK costs a system call (over a WebSocket, a message; MQTT lets
-// a WebSocket message hold several packets). A failed write closes the
+// does), and coalesces the connection's writes: paho writes each packet on
+// its own, so without it every PUBACK costs a system call (over a
+// WebSocket, a message; MQTT lets a WebSocket message hold several
+// packets). A failed write closes the
 // connection, so paho's reader fails at once and the source reconnects.
 func openConnection(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 	dialer := o.Dialer
