@@ -12,6 +12,8 @@ import (
 
 	gostomp "github.com/go-stomp/stomp/v3"
 	"github.com/go-stomp/stomp/v3/frame"
+
+	"github.com/eventfn/eventfn/internal/stompframe"
 )
 
 // DefaultHeartbeat is the STOMP heart-beat interval, both ways. Without
@@ -201,6 +203,11 @@ func Dial(ctx context.Context, o DialOptions) (*Conn, error) {
 		return nil, fmt.Errorf("connect to %s: %w", o.Endpoint, err)
 	}
 	w := newWire(raw)
+	if hb > 0 {
+		// go-stomp hears nothing of the MESSAGEs the wire takes: a
+		// heart-beat in their place, four times per interval at least.
+		w.demux.SetKeepAlive(min(stompframe.KeepAlive, hb/4))
+	}
 	// Closing the transport when ctx ends unblocks a stalled CONNECT.
 	stop := context.AfterFunc(ctx, func() { _ = w.Close() })
 	opts := []func(*gostomp.Conn) error{

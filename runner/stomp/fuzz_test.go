@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-stomp/stomp/v3/frame"
+	"github.com/eventfn/eventfn/internal/stompframe"
 
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/event"
@@ -96,11 +96,11 @@ func FuzzMessageToEvent(f *testing.F) {
 			return // an empty destination: refused by configuration
 		}
 		sub := &c.Subscriptions[0]
-		h := frame.NewHeader()
+		var h stompframe.Header
 		first := map[string]string{}
 		for _, line := range strings.Split(rawHeaders, "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok {
-				h.Add(k, v)
+				h = append(h, k, v)
 				if _, seen := first[k]; !seen {
 					first[k] = v
 				}

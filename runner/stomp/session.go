@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	gostomp "github.com/go-stomp/stomp/v3"
+	"github.com/go-stomp/stomp/v3/frame"
 
+	"github.com/eventfn/eventfn/internal/stompframe"
 	"github.com/eventfn/eventfn/runner/broker"
 )
 
@@ -202,6 +205,7 @@ func (ss *session) connect(ctx context.Context) (*Conn, uint64, <-chan error, er
 		return nil, 0, nil, err
 	}
 	gen := ss.attach(conn)
+	conn.wire.take(ss.take(gen))
 	fail := func(err error) (*Conn, uint64, <-chan error, error) {
 		ss.detach(gen)
 		_ = conn.Close()
@@ -215,7 +219,7 @@ func (ss *session) connect(ctx context.Context) (*Conn, uint64, <-chan error, er
 	prefetch := strconv.Itoa(ss.src.cfg.Prefetch)
 	for i := range ss.cfg.Subscriptions {
 		sub := &ss.cfg.Subscriptions[i]
-		id := "sub-" + strconv.Itoa(i)
+		id := subID(i)
 		if i == len(ss.cfg.Subscriptions)-1 {
 			conn.wire.addHeader("SUBSCRIBE", id, "receipt", token)
 		}
@@ -255,8 +259,41 @@ func (ss *session) connect(ctx context.Context) (*Conn, uint64, <-chan error, er
 	}
 }
 
-// pump moves a subscription's messages to the source's queue at once, so
-// that go-stomp never stops reading the connection.
+// take returns what takes the MESSAGE frames of connection gen's
+// subscriptions out of the stream go-stomp reads (stompframe.Demux), on
+// the goroutine reading the connection, and queues them for the source:
+// one parse, no hand-offs between go-stomp's goroutines (see package
+// stompframe). A frame for no subscription of the session's is left to
+// go-stomp.
+func (ss *session) take(gen uint64) func(*stompframe.Frame) bool {
+	return func(f *stompframe.Frame) bool {
+		i, ok := subIndex(f.Header.Get(frame.Subscription))
+		if !ok || i >= len(ss.cfg.Subscriptions) {
+			return false
+		}
+		ss.src.q.push(&received{ss: ss, gen: gen, sub: &ss.cfg.Subscriptions[i], hdr: f.Header, body: f.Body,
+			when: time.Now()})
+		return true
+	}
+}
+
+// subID is the id of subscription i of a connection.
+func subID(i int) string { return "sub-" + strconv.Itoa(i) }
+
+// subIndex is the inverse of subID.
+func subIndex(id string) (int, bool) {
+	n, ok := strings.CutPrefix(id, "sub-")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(n)
+	return i, err == nil && i >= 0 && subID(i) == id
+}
+
+// pump moves a subscription's messages that go-stomp delivers (those the
+// wire left to it: larger than stompframe.DefaultMaxTake, or after a frame
+// it does not parse) to the source's queue at once, so that go-stomp never
+// stops reading the connection; and reports the subscription's errors.
 func (ss *session) pump(gs *gostomp.Subscription, gen uint64, sub *Subscription, subErr chan<- error) {
 	for msg := range gs.C {
 		if msg.Err != nil {
@@ -266,7 +303,12 @@ func (ss *session) pump(gs *gostomp.Subscription, gen uint64, sub *Subscription,
 			}
 			continue
 		}
-		ss.src.q.push(&received{ss: ss, gen: gen, sub: sub, msg: msg, when: time.Now()})
+		hdr := make(stompframe.Header, 0, 2*msg.Header.Len())
+		for i := range msg.Header.Len() {
+			k, v := msg.Header.GetAt(i)
+			hdr = append(hdr, k, v)
+		}
+		ss.src.q.push(&received{ss: ss, gen: gen, sub: sub, hdr: hdr, body: msg.Body, when: time.Now()})
 	}
 	select {
 	case subErr <- fmt.Errorf("subscription %s closed", sub.Destination):

@@ -30,10 +30,21 @@ func (st *settler) Ack(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Ack(st.r.msg); err != nil {
+	if err := st.ack(c, "ACK"); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
 	return nil
+}
+
+// ack writes the ACK or NACK of the message (with extra headers) on c, as
+// go-stomp would (its id header is the MESSAGE's ack header), but directly
+// on the wire: no hand-off to go-stomp's writer goroutine per message.
+func (st *settler) ack(c *Conn, command string, extra ...string) error {
+	id, ok := st.r.hdr.Lookup(frame.Ack)
+	if !ok {
+		return fmt.Errorf("the MESSAGE has no %s header", frame.Ack)
+	}
+	return c.wire.writeFrame(command, append([]string{frame.Id, id}, extra...)...)
 }
 
 // Requeue implements runner.Settler. While the source runs the message is
@@ -52,7 +63,7 @@ func (st *settler) Requeue(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Nack(st.r.msg); err != nil {
+	if err := st.ack(c, "NACK"); err != nil {
 		return fmt.Errorf("nack: %w", err)
 	}
 	return nil
@@ -65,20 +76,16 @@ func (st *settler) DeadLetter(ctx context.Context, reason string) error {
 	if err != nil {
 		return err
 	}
-	msg := st.r.msg
 	if dl := st.src.cfg.DeadLetter; dl != "" {
 		if err := st.sendDeadLetter(ctx, c, dl, reason); err != nil {
 			return err
 		}
-		if err := c.Ack(msg); err != nil {
+		if err := st.ack(c, "ACK"); err != nil {
 			return fmt.Errorf("ack after dead-lettering to %s: %w", dl, err)
 		}
 		return nil
 	}
-	ackID := msg.Header.Get(frame.Ack)
-	c.wire.addHeader("NACK", ackID, "requeue", "false")
-	if err := c.Nack(msg); err != nil {
-		c.wire.forget("NACK", ackID)
+	if err := st.ack(c, "NACK", "requeue", "false"); err != nil {
 		return fmt.Errorf("nack (requeue:false): %w", err)
 	}
 	return nil
@@ -95,13 +102,13 @@ var skipHeaders = map[string]bool{
 const maxReasonLen = 2000
 
 func (st *settler) sendDeadLetter(ctx context.Context, c *Conn, dest, reason string) error {
-	msg := st.r.msg
+	h := st.r.hdr
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen] + "…"
 	}
 	opts := []func(*frame.Frame) error{gostomp.SendOpt.Receipt}
-	for i := range msg.Header.Len() {
-		k, v := msg.Header.GetAt(i)
+	for i := range h.Len() {
+		k, v := h.At(i)
 		if !skipHeaders[k] && !strings.HasPrefix(k, "x-eventfn-") {
 			opts = append(opts, gostomp.SendOpt.Header(k, v))
 		}
@@ -111,11 +118,11 @@ func (st *settler) sendDeadLetter(ctx context.Context, c *Conn, dest, reason str
 		gostomp.SendOpt.Header("x-eventfn-source", st.src.cfg.Name),
 		gostomp.SendOpt.Header("x-eventfn-original-destination", st.r.sub.Destination),
 	)
-	if _, ok := msg.Header.Contains("persistent"); !ok {
+	if _, ok := h.Lookup("persistent"); !ok {
 		opts = append(opts, gostomp.SendOpt.Header("persistent", "true"))
 	}
 	done := make(chan error, 1)
-	go func() { done <- c.Send(dest, msg.ContentType, msg.Body, opts...) }()
+	go func() { done <- c.Send(dest, h.Get(frame.ContentType), st.r.body, opts...) }()
 	select {
 	case err := <-done:
 		if err != nil {

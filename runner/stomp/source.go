@@ -35,9 +35,7 @@ import (
 	"sync"
 	"time"
 
-	gostomp "github.com/go-stomp/stomp/v3"
-	"github.com/go-stomp/stomp/v3/frame"
-
+	"github.com/eventfn/eventfn/internal/stompframe"
 	"github.com/eventfn/eventfn/runner"
 	"github.com/eventfn/eventfn/runner/broker"
 	"github.com/eventfn/eventfn/waldur"
@@ -282,7 +280,8 @@ type received struct {
 	ss   *session
 	gen  uint64
 	sub  *Subscription
-	msg  *gostomp.Message
+	hdr  stompframe.Header
+	body []byte
 	when time.Time
 }
 
@@ -335,7 +334,7 @@ func (s *Source) drain() {
 
 // message turns a received STOMP message into a runner.Message.
 func (s *Source) message(r *received) *runner.Message {
-	m := toMessage(s.cfg.Name, r.sub, r.msg.Header, r.msg.Body, s.cfg.DeadLetterOnFailure)
+	m := toMessage(s.cfg.Name, r.sub, r.hdr, r.body, s.cfg.DeadLetterOnFailure)
 	m.Received = r.when
 	m.Settler = &settler{src: s, r: r, id: m.ID}
 	return m
@@ -344,20 +343,22 @@ func (s *Source) message(r *received) *runner.Message {
 // toMessage is the runner.Message (without its settler and time) of a
 // MESSAGE frame's headers and body received on sub. It is pure, so that the
 // path from frame to event can be fuzzed (FuzzMessageToEvent).
-func toMessage(source string, sub *Subscription, h *frame.Header, body []byte, deadLetter bool) *runner.Message {
+func toMessage(source string, sub *Subscription, h stompframe.Header, body []byte, deadLetter bool) *runner.Message {
 	headers := make(map[string]string, h.Len())
 	for i := range h.Len() {
-		k, v := h.GetAt(i)
+		k, v := h.At(i)
 		if _, dup := headers[k]; !dup { // STOMP: the first occurrence wins
 			headers[k] = v
 		}
 	}
 	return &runner.Message{
-		Source:              source,
-		Destination:         sub.Destination,
-		Body:                body,
-		Headers:             headers,
-		ID:                  headers["x-message-id"],
+		Source:      source,
+		Destination: sub.Destination,
+		Body:        body,
+		Headers:     headers,
+		// A copy: the header values share one string per frame (package
+		// stompframe), and the id outlives the message in the journal.
+		ID:                  strings.Clone(headers["x-message-id"]),
 		Type:                sub.Type,
 		TypeField:           sub.TypeField,
 		DeadLetterOnFailure: deadLetter,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventfn/eventfn/internal/coalesce"
+	"github.com/eventfn/eventfn/internal/stompframe"
 )
 
 // wire sits between go-stomp and the transport (TCP, TLS or WebSocket). It
@@ -26,7 +27,11 @@ import (
 //     goroutines;
 //   - coalesces writes (package coalesce): go-stomp writes and flushes one
 //     frame at a time, so without it every ACK costs a system call (and,
-//     over TLS or a WebSocket, a record or a message of its own).
+//     over TLS or a WebSocket, a record or a message of its own);
+//   - takes the MESSAGE frames of the source's subscriptions out of the
+//     stream go-stomp reads (package stompframe; see session.take), and
+//     writes their ACKs and NACKs itself (writeFrame), between go-stomp's
+//     frames.
 //
 // go-stomp flushes exactly one frame per Write (its frames here are far
 // smaller than its 4 KiB buffer, except SEND bodies, which are never
@@ -56,11 +61,19 @@ type wire struct {
 	deadErr  error
 
 	// out is where frames are written: the transport itself, or a
-	// coalesce.Conn over it. wmu orders Writes: a frame is rewritten and
-	// queued before the next one is.
-	out    net.Conn
-	wmu    sync.Mutex
-	closed bool // Close was called (mu)
+	// coalesce.Conn over it. Whoever holds turn writes: a frame is
+	// rewritten and queued before the next one is. go-stomp keeps turn
+	// from a Write that leaves a frame unfinished (a SEND larger than its
+	// buffer comes in several) to the Write that finishes it, so that
+	// writeFrame's frames go between go-stomp's, never into one.
+	out      net.Conn
+	turn     chan struct{}
+	midFrame bool // go-stomp holds turn mid-frame (its writer goroutine only)
+	closed   bool // Close was called (mu)
+
+	// demux is what go-stomp reads: the transport (readRaw) less the
+	// MESSAGE frames taken.
+	demux *stompframe.Demux
 }
 
 // newWire wraps a transport; writes are coalesced for the transports
@@ -85,7 +98,8 @@ func coalesces(c net.Conn) bool {
 // coalesce is set.
 func newWireMode(c net.Conn, coalesced bool) *wire {
 	w := &wire{Conn: c, boundary: true, extra: map[string]string{}, dead: make(chan struct{}),
-		out: c}
+		out: c, turn: make(chan struct{}, 1)}
+	w.demux = stompframe.NewDemux(rawReader{w})
 	w.lastRead.Store(time.Now().UnixNano())
 	if coalesced {
 		// A failed transport Write kills the wire at once; the coalescer
@@ -100,8 +114,21 @@ func newWireMode(c net.Conn, coalesced bool) *wire {
 // errClosedByUs marks a connection this side closed.
 var errClosedByUs = errors.New("connection closed by eventfn")
 
-// Read implements net.Conn.
-func (w *wire) Read(p []byte) (int, error) {
+// Read implements net.Conn: the stream less the MESSAGE frames taken.
+func (w *wire) Read(p []byte) (int, error) { return w.demux.Read(p) }
+
+// take makes take receive the MESSAGE frames read from now on (see
+// stompframe.Demux.SetTake).
+func (w *wire) take(take func(*stompframe.Frame) bool) { w.demux.SetTake(take) }
+
+// rawReader reads the transport for the demux.
+type rawReader struct{ w *wire }
+
+func (r rawReader) Read(p []byte) (int, error) { return r.w.readRaw(p) }
+
+// readRaw reads the transport, noting when data arrived, watching for an
+// awaited RECEIPT, and killing the wire at an error.
+func (w *wire) readRaw(p []byte) (int, error) {
 	n, err := w.Conn.Read(p)
 	if n > 0 {
 		w.lastRead.Store(time.Now().UnixNano())
@@ -155,9 +182,55 @@ func (w *wire) sawError() bool { return w.errorSeen.Load() }
 // Write implements net.Conn. When writes are coalesced it returns once p
 // is queued; a transport error is returned by the Writes after it (and
 // kills the wire at once).
+// Only go-stomp calls it (one Write at a time).
 func (w *wire) Write(p []byte) (int, error) {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
+	if !w.midFrame {
+		if err := w.acquire(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := w.write(p)
+	w.midFrame = err == nil && !w.boundary
+	if !w.midFrame {
+		<-w.turn
+	}
+	return n, err
+}
+
+// writeFrame writes one whole frame (a command and its headers, unescaped
+// name, value pairs, no body) between go-stomp's frames.
+func (w *wire) writeFrame(command string, header ...string) error {
+	b := make([]byte, 0, 64)
+	b = append(append(b, command...), '\n')
+	for i := 0; i+1 < len(header); i += 2 {
+		b = append(append(append(append(b, escapeHeader(header[i])...), ':'), escapeHeader(header[i+1])...), '\n')
+	}
+	b = append(b, '\n', 0)
+	if err := w.acquire(); err != nil {
+		return err
+	}
+	defer func() { <-w.turn }()
+	_, err := w.write(b)
+	return err
+}
+
+// acquire waits for the turn to write, or fails once the wire is dead.
+func (w *wire) acquire() error {
+	select {
+	case <-w.dead:
+		return w.deadErr
+	default:
+	}
+	select {
+	case w.turn <- struct{}{}:
+		return nil
+	case <-w.dead:
+		return w.deadErr
+	}
+}
+
+// write rewrites and writes p; the caller holds turn.
+func (w *wire) write(p []byte) (int, error) {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -238,13 +311,6 @@ func (w *wire) addHeader(cmd, id, key, value string) {
 	defer w.mu.Unlock()
 	k := cmd + "\x00" + escapeHeader(id)
 	w.extra[k] += escapeHeader(key) + ":" + escapeHeader(value) + "\n"
-}
-
-// forget drops a header added for a frame that will not be sent.
-func (w *wire) forget(cmd, id string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.extra, cmd+"\x00"+escapeHeader(id))
 }
 
 // expect returns a channel closed once the RECEIPT frame for token has
