@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -169,5 +170,23 @@ func TestPaddedBody(t *testing.T) {
 		if _, ok := publishedAt(b); !ok {
 			t.Errorf("pad %d: publish time not first", n)
 		}
+	}
+}
+
+// TestAlsoWarnings: the benchmark's logger writes every line at info and
+// above to the main handler, and the warnings and errors to stderr too.
+func TestAlsoWarnings(t *testing.T) {
+	var main, warn strings.Builder
+	log := slog.New(alsoWarnings{
+		main: slog.NewJSONHandler(&main, &slog.HandlerOptions{Level: slog.LevelInfo}),
+		warn: slog.NewTextHandler(&warn, &slog.HandlerOptions{Level: slog.LevelWarn})}).With("source", "s")
+	log.Debug("dropped")
+	log.Info("handled", "id", "1")
+	log.Warn("lost", "id", "2")
+	if got := strings.Count(main.String(), "\n"); got != 2 || !strings.Contains(main.String(), `"source":"s","id":"1"`) {
+		t.Fatalf("main handler got %d lines: %s", got, main.String())
+	}
+	if warn.String() == "" || strings.Contains(warn.String(), "handled") || !strings.Contains(warn.String(), "source=s id=2") {
+		t.Fatalf("warnings handler got: %s", warn.String())
 	}
 }

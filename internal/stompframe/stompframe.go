@@ -116,6 +116,7 @@ type Demux struct {
 	// too (RabbitMQ ends every frame with one), and the reader is kept
 	// alive instead.
 	afterTake bool
+	frame     Frame        // the frame given to take
 	emitted   int64        // bytes handed to the reader so far (tests)
 	skipped   func([]byte) // called with the EOLs taken (tests)
 }
@@ -128,7 +129,9 @@ func NewDemux(r io.Reader) *Demux {
 
 // SetTake makes take receive the MESSAGE frames read from now on; a frame
 // for which it returns false goes to the reader instead. take runs on the
-// goroutine calling Read and must not block. nil takes nothing.
+// goroutine calling Read and must not block. The *Frame is valid only
+// during the call (the next frame reuses it); its Header and Body are
+// take's to keep. nil takes nothing.
 func (d *Demux) SetTake(take func(*Frame) bool) {
 	if take == nil {
 		d.take.Store(nil)
@@ -278,7 +281,8 @@ func (d *Demux) scan() {
 				return
 			}
 			if total > 0 {
-				if (*take)(h.frame(b[:total])) {
+				h.frame(&d.frame, b[:total])
+				if (*take)(&d.frame) {
 					d.off += total
 					d.keepReaderAlive()
 					d.afterTake = true
@@ -441,9 +445,9 @@ func parseLength(v []byte) (int, bool) {
 	return n, n <= 1<<32-1
 }
 
-// frame returns the frame raw (whose head is h): its headers unescaped,
+// frame sets f to the frame raw (whose head is h): its headers unescaped,
 // its body copied.
-func (h *head) frame(raw []byte) *Frame {
+func (h *head) frame(f *Frame, raw []byte) {
 	end := len(raw) - 1 // the NUL
 	body := make([]byte, end-h.n)
 	copy(body, raw[h.n:end])
@@ -460,7 +464,7 @@ func (h *head) frame(raw []byte) *Frame {
 		c := strings.IndexByte(line, ':')
 		hdr = append(hdr, unescape(line[:c]), unescape(line[c+1:]))
 	}
-	return &Frame{Command: h.command, Header: hdr, Body: body, raw: raw}
+	*f = Frame{Command: h.command, Header: hdr, Body: body, raw: raw}
 }
 
 // unescape decodes a STOMP 1.2 header name or value as go-stomp does:

@@ -51,7 +51,8 @@ func demux(t *testing.T, stream []byte, chunk, maxTake int, accept func(*Frame) 
 		if !accept(f) {
 			return false
 		}
-		got = append(got, taken{f: f, raw: bytes.Clone(f.raw), at: d.emitted})
+		c := *f
+		got = append(got, taken{f: &c, raw: bytes.Clone(f.raw), at: d.emitted})
 		return true
 	})
 	d.skipped = func(b []byte) {
@@ -266,7 +267,7 @@ func BenchmarkDemux(b *testing.B) {
 		"x-message-id:5f3c0e2d9a1b4c6d8e0f1a2b3c4d5e6f\npersistent:true\ncontent-type:application/json\n" +
 		"content-length:185\n\n" + strings.Repeat("x", 185) + "\x00\n")
 	stream := bytes.Repeat(one, 100)
-	b.SetBytes(int64(len(one)))
+	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
 	p := make([]byte, 4096)
 	for b.Loop() {
@@ -287,7 +288,7 @@ func BenchmarkGoStompReader(b *testing.B) {
 		"x-message-id:5f3c0e2d9a1b4c6d8e0f1a2b3c4d5e6f\npersistent:true\ncontent-type:application/json\n" +
 		"content-length:185\n\n" + strings.Repeat("x", 185) + "\x00\n")
 	stream := bytes.Repeat(one, 100)
-	b.SetBytes(int64(len(one)))
+	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
 	for b.Loop() {
 		r := frame.NewReader(bytes.NewReader(stream))
