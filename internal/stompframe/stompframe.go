@@ -67,8 +67,9 @@ func (h Header) Get(name string) string {
 // Limits of what a Demux parses itself; a larger frame goes to go-stomp.
 const (
 	// MaxHead bounds a frame's command and header lines. go-stomp takes
-	// any length; past this the Demux passes the stream through.
-	MaxHead = 64 << 10
+	// any length; past this the Demux passes the rest of the stream
+	// through (go-stomp reads it, as it read everything before).
+	MaxHead = 1 << 20
 	// DefaultMaxTake bounds the frames a Demux buffers whole to parse
 	// (head and body). A larger MESSAGE is streamed to go-stomp instead,
 	// which delivers it as before.
