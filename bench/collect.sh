@@ -139,7 +139,7 @@ fi
 
 # 7. Go benchmarks of the hot paths (3 runs each; compare medians).
 if want go; then
-	go test -run '^$' -bench . -benchmem -count 3 ./rules/ ./event/ ./runner/ ./actions/ | tee "$OUT/go-bench.txt" | grep -E '^(ok|FAIL)'
+	go test -run '^$' -bench . -benchmem -count 3 ./rules/ ./event/ ./runner/ ./actions/ ./internal/stompframe/ | tee "$OUT/go-bench.txt" | grep -E '^(ok|FAIL)'
 fi
 
 echo "done: $OUT"
