@@ -8,10 +8,12 @@ import (
 	"github.com/eventfn/eventfn/runner/broker"
 )
 
-// fifo is an unbounded queue of received messages. go-stomp stops reading
-// the connection (heart-beats and acknowledgements included) while a
-// subscription's channel is full, so received messages are moved here at
-// once; the broker's prefetch limit bounds how many can wait.
+// fifo is an unbounded queue of received messages. They are put here by
+// the goroutine reading the connection (session.take), or by session.pump
+// for those go-stomp delivers, at once: neither may wait, or the
+// connection's heart-beats and receipts would wait too (go-stomp stops
+// reading while a subscription's channel is full). The broker's prefetch
+// limit bounds how many can wait.
 type fifo[T any] struct {
 	mu     sync.Mutex
 	items  []T
