@@ -456,3 +456,43 @@ func TestHeartbeatsAreSent(t *testing.T) {
 		t.Errorf("%d heart-beats in 1s at 100ms, want about 10", n)
 	}
 }
+
+// TestWireFramesGoBetweenGoStompsFrames: an ACK written by the wire while
+// go-stomp is in the middle of a frame (a SEND larger than its buffer comes
+// in several Writes) waits for that frame's end, so it never lands inside
+// it; once the wire is dead, a waiting writeFrame fails instead of waiting
+// for ever.
+func TestWireFramesGoBetweenGoStompsFrames(t *testing.T) {
+	pc := &pipeConn{}
+	w := newWire(pc)
+	head, body := "SEND\ndestination:/q\ncontent-length:5\n\n", "hello\x00"
+	if _, err := w.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan error, 1)
+	go func() { acked <- w.writeFrame("ACK", "id", "T_1") }()
+	select {
+	case err := <-acked:
+		t.Fatalf("writeFrame returned (%v) while go-stomp was mid-frame: %q", err, pc.written.String())
+	case <-time.After(50 * time.Millisecond): // the wait under test: nothing signals "still waiting"
+	}
+	if _, err := w.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := pc.written.String(), head+body+"ACK\nid:T_1\n\n\x00"; got != want {
+		t.Fatalf("wire wrote %q, want %q", got, want)
+	}
+
+	w = newWire(&pipeConn{})
+	if _, err := w.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	go func() { acked <- w.writeFrame("NACK", "id", "T:2", "requeue", "false") }()
+	w.kill(errors.New("transport failed"))
+	if err := <-acked; err == nil || err.Error() != "transport failed" {
+		t.Fatalf("writeFrame on a dead wire: %v, want the transport's error", err)
+	}
+}
