@@ -449,30 +449,42 @@ rules:
 func TestHeartbeatsKeepAnIdleConnection(t *testing.T) {
 	for _, tc := range []struct{ name, url string }{{"stomp", tcpURL()}, {"stomp+ws", wsURL()}} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSite(t, waldur.TypeOrder)
-			logger, logs := newLogger(t)
-			rec := newRecorder()
-			reg := registry(logger, rec)
-			rs := parseRules(t, reg, "version: 1\nrules:\n  - {name: r, on: order, steps: [{record: '{{ payload.n }}'}]}\n")
-			spec := s.spec(tc.url)
-			spec.Heartbeat = 300 * time.Millisecond
-			m := runner.NewMetrics()
-			src, err := fromSpec(spec, s.deps(logger, m))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rr := startRunner(t, runner.Config{Rules: rs, Actions: reg, Sources: []runner.Source{src}, Logger: logger, Metrics: m})
-			rr.waitReady(t, 15*time.Second)
+			s, rec, stayedUp := heartbeatSite(t, tc.url, 300*time.Millisecond)
 			time.Sleep(2500 * time.Millisecond) // idle: the condition under test, not synchronisation
 			s.b.Publish(s.vhost, s.queues[waldur.TypeOrder], payload(t, map[string]any{"n": 1}))
 			rec.waitN(t, 1, 10*time.Second)
-			if strings.Contains(logs.String(), "disconnected from broker") {
-				t.Error("the idle connection was dropped")
-			}
-			if n := testutil.ToFloat64(m.Reconnects.WithLabelValues("broker")); n != 0 {
-				t.Errorf("%v reconnects", n)
-			}
+			stayedUp()
 		})
+	}
+}
+
+// heartbeatSite starts a runner recording payload.n of the order events of
+// a new site, read over url with heart-beats every hb, and waits until it
+// is ready. stayedUp fails the test if the connection was dropped since.
+func heartbeatSite(t *testing.T, url string, hb time.Duration) (s *site, rec *recorder, stayedUp func()) {
+	t.Helper()
+	s = newSite(t, waldur.TypeOrder)
+	logger, logs := newLogger(t)
+	rec = newRecorder()
+	reg := registry(logger, rec)
+	rs := parseRules(t, reg, "version: 1\nrules:\n  - {name: r, on: order, steps: [{record: '{{ payload.n }}'}]}\n")
+	spec := s.spec(url)
+	spec.Heartbeat = hb
+	m := runner.NewMetrics()
+	src, err := fromSpec(spec, s.deps(logger, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := startRunner(t, runner.Config{Rules: rs, Actions: reg, Sources: []runner.Source{src}, Logger: logger, Metrics: m})
+	rr.waitReady(t, 15*time.Second)
+	return s, rec, func() {
+		t.Helper()
+		if strings.Contains(logs.String(), "disconnected from broker") {
+			t.Error("the connection was dropped")
+		}
+		if n := testutil.ToFloat64(m.Reconnects.WithLabelValues("broker")); n != 0 {
+			t.Errorf("%v reconnects", n)
+		}
 	}
 }
 
