@@ -109,6 +109,7 @@ type Demux struct {
 	// outOff is how much of out Read has returned.
 	outOff int
 	st     state
+	need   int   // bytes from off the frame being taken needs (fill makes room)
 	left   int   // passCount: body bytes still to pass
 	err    error // r's error, returned once out is empty
 	// lastOut is when bytes last went to the reader (or a keep-alive).
@@ -168,7 +169,8 @@ func (d *Demux) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// fill reads once from r into buf.
+// fill reads once from r into buf, making room for need bytes from off
+// first (the whole frame being taken, when its length is known).
 func (d *Demux) fill() {
 	if d.off == len(d.buf) {
 		d.buf, d.off = d.buf[:0], 0
@@ -176,17 +178,20 @@ func (d *Demux) fill() {
 			d.buf = nil // a large frame has gone: do not keep its buffer
 		}
 	}
-	if len(d.buf) == cap(d.buf) {
+	if len(d.buf) == cap(d.buf) || d.need > cap(d.buf)-d.off {
 		if d.off > 0 {
 			n := copy(d.buf, d.buf[d.off:])
 			d.buf, d.off = d.buf[:n], 0
 		}
-		if len(d.buf) == cap(d.buf) {
-			nb := make([]byte, len(d.buf), max(2*cap(d.buf), 32<<10))
+		if len(d.buf) == cap(d.buf) || d.need > cap(d.buf) {
+			// One allocation for a frame of known length, not a doubling
+			// per read.
+			nb := make([]byte, len(d.buf), max(2*cap(d.buf), 32<<10, d.need))
 			copy(nb, d.buf)
 			d.buf = nb
 		}
 	}
+	d.need = 0
 	n, err := d.r.Read(d.buf[len(d.buf):cap(d.buf)])
 	d.buf = d.buf[:len(d.buf)+n]
 	if err != nil {
@@ -270,6 +275,7 @@ func (d *Demux) scan() {
 			if h.length >= 0 {
 				total = h.n + h.length + 1
 				if len(b) < total {
+					d.need = total
 					return
 				}
 				if b[total-1] != 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -263,12 +264,15 @@ func FuzzDemux(f *testing.F) {
 
 // benchStream is 100 MESSAGE frames as RabbitMQ sends a Waldur order
 // event: its 10 headers, a 185-byte body, the LF after the NUL.
-func benchStream(b *testing.B) []byte {
+func benchStream(b *testing.B) []byte { return benchFrames(b, 185, 100) }
+
+// benchFrames is n such frames with a body of size bytes.
+func benchFrames(b *testing.B, size, n int) []byte {
 	one := "MESSAGE\nsubscription:sub-0\ndestination:/amq/queue/subscription_0123_offering_4567_order\n" +
 		"message-id:T_sub-0@@session-abc@@1\nredelivered:false\nack:T_sub-0@@session-abc@@1\n" +
 		"x-message-id:5f3c0e2d9a1b4c6d8e0f1a2b3c4d5e6f\npersistent:true\ncontent-type:application/json\n" +
-		"content-length:185\n\n" + strings.Repeat("x", 185) + "\x00\n"
-	stream := []byte(strings.Repeat(one, 100))
+		"content-length:" + strconv.Itoa(size) + "\n\n" + strings.Repeat("x", size) + "\x00\n"
+	stream := []byte(strings.Repeat(one, n))
 	b.SetBytes(int64(len(stream)))
 	b.ReportAllocs()
 	return stream
@@ -300,4 +304,35 @@ func BenchmarkGoStompReader(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/frame")
+}
+
+// BenchmarkDemuxLarge: 10 frames of 1,000,000-byte bodies, read 64 KiB at
+// a time as a connection delivers them; the Demux buffers each whole
+// (below DefaultMaxTake) and copies its body out once.
+func BenchmarkDemuxLarge(b *testing.B) {
+	stream := benchFrames(b, 1_000_000, 10)
+	p := make([]byte, 4096)
+	for b.Loop() {
+		d := NewDemux(&chunked{b: stream, n: 64 << 10})
+		d.SetTake(all)
+		for {
+			if _, err := d.Read(p); err != nil {
+				break
+			}
+		}
+	}
+}
+
+// BenchmarkGoStompReaderLarge is BenchmarkDemuxLarge's stream through
+// go-stomp's frame.Reader.
+func BenchmarkGoStompReaderLarge(b *testing.B) {
+	stream := benchFrames(b, 1_000_000, 10)
+	for b.Loop() {
+		r := frame.NewReader(&chunked{b: stream, n: 64 << 10})
+		for {
+			if _, err := r.Read(); err != nil {
+				break
+			}
+		}
+	}
 }
