@@ -496,3 +496,22 @@ func TestWireFramesGoBetweenGoStompsFrames(t *testing.T) {
 		t.Fatalf("writeFrame on a dead wire: %v, want the transport's error", err)
 	}
 }
+
+// TestSubIndex: subIndex inverts subID and nothing else (a MESSAGE whose
+// subscription header is not one of ours goes to go-stomp), without an
+// allocation per message.
+func TestSubIndex(t *testing.T) {
+	for _, i := range []int{0, 1, 9, 10, 99, 100, 12345} {
+		if got, ok := subIndex(subID(i)); !ok || got != i {
+			t.Errorf("subIndex(%q) = %d, %v", subID(i), got, ok)
+		}
+	}
+	for _, id := range []string{"", "sub-", "sub-01", "sub--1", "sub-+1", "sub-1 ", "x-1", "SUB-1"} {
+		if i, ok := subIndex(id); ok {
+			t.Errorf("subIndex(%q) = %d, true: not an id subID makes", id, i)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = subIndex("sub-7") }); n != 0 {
+		t.Errorf("subIndex allocates %v times per call", n)
+	}
+}
