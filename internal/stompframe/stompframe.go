@@ -109,9 +109,12 @@ type Demux struct {
 	// outOff is how much of out Read has returned.
 	outOff int
 	st     state
-	need   int   // bytes from off the frame being taken needs (fill makes room)
-	left   int   // passCount: body bytes still to pass
-	err    error // r's error, returned once out is empty
+	need   int // bytes from off the frame being taken needs (fill makes room)
+	// headSeen is how many bytes from off were searched for the end of
+	// the frame's head, without finding it.
+	headSeen int
+	left     int   // passCount: body bytes still to pass
+	err      error // r's error, returned once out is empty
 	// lastOut is when bytes last went to the reader (or a keep-alive).
 	lastOut time.Time
 	// afterTake: the last frame was taken, so the EOLs after it are taken
@@ -201,7 +204,7 @@ func (d *Demux) fill() {
 
 // emit hands b to the reader.
 func (d *Demux) emit(b []byte) {
-	d.afterTake = false
+	d.afterTake, d.headSeen = false, 0
 	d.out = append(d.out, b...)
 	d.emitted += int64(len(b))
 	d.off += len(b)
@@ -257,6 +260,17 @@ func (d *Demux) scan() {
 			d.st = transparent // a command starting with CR: invalid
 			continue
 		}
+		if !d.headEnded(b) {
+			// Refuse early what can never become a frame go-stomp takes:
+			// a first line that is no command (the longest command is 11
+			// bytes and a CR).
+			line, _, ok := cutLine(b)
+			if len(b) > MaxHead || (ok && !commands[string(line)]) || (!ok && len(b) > 16) {
+				d.st = transparent
+				continue
+			}
+			return
+		}
 		h, ok := parseHead(b)
 		if !ok {
 			d.st = transparent
@@ -290,7 +304,7 @@ func (d *Demux) scan() {
 			if total > 0 {
 				h.frame(&d.frame, b[:total])
 				if (*take)(&d.frame) {
-					d.off += total
+					d.off, d.headSeen = d.off+total, 0
 					d.keepReaderAlive()
 					d.afterTake = true
 					continue
@@ -310,6 +324,19 @@ func (d *Demux) scan() {
 			d.st = passNUL
 		}
 	}
+}
+
+// headEnded reports whether b, a frame's start, holds the blank line that
+// ends its head. The bytes searched before are not searched again, so that
+// a large head arriving in many reads costs its length once, not once per
+// read.
+func (d *Demux) headEnded(b []byte) bool {
+	from := max(0, d.headSeen-2)
+	if bytes.Contains(b[from:], []byte("\n\n")) || bytes.Contains(b[from:], []byte("\n\r\n")) {
+		return true
+	}
+	d.headSeen = len(b)
+	return false
 }
 
 // eol returns the length of the EOL (LF or CR LF) at the start of b: 0
@@ -334,6 +361,7 @@ func (d *Demux) skip(b []byte) {
 		d.skipped(b)
 	}
 	d.off += len(b)
+	d.headSeen = 0
 	d.keepReaderAlive()
 }
 

@@ -336,3 +336,14 @@ func BenchmarkGoStompReaderLarge(b *testing.B) {
 		}
 	}
 }
+
+// TestDemuxLargeHeadInSmallReads: a head of 100 KB arriving 7 bytes at a
+// time is taken as go-stomp parses it (the Demux searches each byte of a
+// head for its end once, not once per read).
+func TestDemuxLargeHeadInSmallReads(t *testing.T) {
+	head := "MESSAGE\nsubscription:sub-0\n" + strings.Repeat("x-pad:"+strings.Repeat("p", 94)+"\n", 1000)
+	got := checkDemux(t, []byte(head+"\n{}\x00"+msg1), 7, 0, all)
+	if len(got) != 2 || got[0].f.Header.Len() != 1001 {
+		t.Fatalf("%d frames taken, the first with %d headers: want 2, 1001", len(got), got[0].f.Header.Len())
+	}
+}
