@@ -12,7 +12,7 @@ import (
 // member paths from a root of the environment and constant literals:
 // payload.order_uuid, headers["x-foo"], payload?.username ?? "",
 // payload.n == 0, (payload?.state ?? "") not in ["done", "erred"],
-// vars.prefix + payload.uuid, a && !b || c. Most of the rules' keys,
+// vars.prefix + payload.uuid, a && !b || c, payload.limit > 0. Most of the rules' keys,
 // conditions and {{ }} are such expressions, and a VM run costs a pooled
 // VM and, per member access, strictGet's boxed argument slice.
 //
@@ -41,7 +41,7 @@ type fastPath struct {
 	// value of opLit.
 	lit any
 	// x and y are the operands: x of ??, ==, !=, in, not in and !; x and
-	// y of +, && and ||.
+	// y of +, &&, || and the comparisons.
 	x, y *fastPath
 	// The constant list of in: set when the optimiser made it a
 	// map[string]struct{} (a list of strings only), else list.
@@ -65,6 +65,10 @@ const (
 	opNot                    // !x
 	opAnd                    // x && y
 	opOr                     // x || y
+	opLess                   // x < y, numbers or strings
+	opMore                   // x > y
+	opLessEq                 // x <= y
+	opMoreEq                 // x >= y
 )
 
 // fastSeg is one member access of the path.
@@ -95,6 +99,7 @@ var fastOpcodes = map[vm.Opcode]bool{
 	vm.OpIn: true, vm.OpArray: true,
 	vm.OpAdd:         true,
 	vm.OpJumpIfFalse: true, vm.OpJumpIfTrue: true, // && and ||
+	vm.OpLess: true, vm.OpMore: true, vm.OpLessOrEqual: true, vm.OpMoreOrEqual: true,
 }
 
 // newFastPath returns the fast path of prog, or nil when prog is not one of
@@ -153,6 +158,11 @@ func build(n ast.Node) *fastPath {
 			f.op = opIn
 		case "+":
 			f.op = opAdd
+			if f.y = build(b.Right); f.y == nil {
+				return nil
+			}
+		case "<", ">", "<=", ">=":
+			f.op = compareOps[b.Operator]
 			if f.y = build(b.Right); f.y == nil {
 				return nil
 			}
@@ -240,6 +250,9 @@ func (f *fastPath) constList(n ast.Node) bool {
 	}
 	return false
 }
+
+// compareOps are the comparisons' operators.
+var compareOps = map[string]fastOp{"<": opLess, ">": opMore, "<=": opLessEq, ">=": opMoreEq}
 
 func isInterface(t reflect.Type) bool { return t == nil || t.Kind() == reflect.Interface }
 
@@ -410,8 +423,44 @@ func (f *fastPath) value(env map[string]any) (any, bool) {
 			return nil, false
 		}
 		return s + t, true
+	case opLess, opMore, opLessEq, opMoreEq:
+		y, ok := f.y.operand(env)
+		if !ok {
+			return nil, false
+		}
+		return compare(f.op, x, y)
 	}
 	return nil, false
+}
+
+// compare is runtime.Less and its neighbours (OpLess…) for the pairs JSON
+// gives them: two numbers (int or float64, compared as the VM compares
+// them) or two strings. Any other pair (nil, a bool, a time, mixed) is
+// left to the VM, which gives its value or its error.
+func compare(op fastOp, x, y any) (any, bool) {
+	switch x.(type) {
+	case int, float64:
+		switch y.(type) {
+		case int, float64:
+		default:
+			return nil, false
+		}
+	case string:
+		if _, isStr := y.(string); !isStr {
+			return nil, false
+		}
+	default:
+		return nil, false
+	}
+	switch op {
+	case opLess:
+		return runtime.Less(x, y), true
+	case opMore:
+		return runtime.More(x, y), true
+	case opLessEq:
+		return runtime.LessOrEqual(x, y), true
+	}
+	return runtime.MoreOrEqual(x, y), true
 }
 
 // operand is value as an operator's operand: the VM dereferences it first

@@ -45,6 +45,7 @@ func BenchmarkFastPath(b *testing.B) {
 		{"when", `payload?.order_state == "done"`, true},
 		{"notin", benchNotIn, true},
 		{"concat", "vars.allocation_prefix + payload.order_uuid", false},
+		{"compare", `payload.order_state == "executing" && payload.n < 0`, true},
 	} {
 		for _, mode := range []string{"vm", "fast"} {
 			b.Run(c.name+"/"+mode, func(b *testing.B) {

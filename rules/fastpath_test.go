@@ -72,11 +72,11 @@ var fastExprs = []string{
 	"payload.b && payload.ptr", "!!payload.b",
 	// not fast: operators, functions, dynamic keys, typed roots
 	"type == 'order'", "len(payload.list)", "payload.list[0]", `payload[payload.k]`,
-	"payload.n > 1", "raw(payload.s)", "payload?.s ?? payload.t",
+	"raw(payload.s)", "payload?.s ?? payload.t",
 	"$env.payload.a", "'str' == payload.s",
 	"payload.s == payload.t", "payload?.a?.b?.c ?? payload.n",
 	"payload.s in payload.list", "payload.s in ['a', payload.t]", "payload.s contains 'x'", "-payload.n",
-	"payload.s matches 'x'", "payload.n in 1..3", "type == 'order' && payload.b", "payload.n - 1",
+	"payload.s matches 'x'", "payload.n in 1..3", "payload.n - 1 > 0", "payload.n > len(payload.s)", "type == 'order' && payload.b", "payload.n - 1",
 	"lower(vars.prefix + payload.s)", "payload.b ? 'y' : 'n'", "(payload.s in ['str']) == true",
 	"payload.s in ['str'] ?? 1", // in (['str'] ?? 1)
 	"payload.s || true",         // folded to true: a literal
@@ -245,6 +245,12 @@ func TestFastPathAnswers(t *testing.T) {
 		{"!payload.b", true, false, ""},
 		{"payload?.none == nil || payload.none", true, true, ""},
 		{"payload.b && false || payload?.granted", true, true, ""},
+		{"payload.n > 1", true, true, ""},
+		{"payload.n < 2.5", true, false, ""},
+		{"payload.f <= payload.n", true, true, ""},
+		{"payload.n >= 3.0", true, true, ""},
+		{"payload.s < payload.t", false, false, ""},
+		{"(payload?.none ?? -1) < 0", true, true, ""},
 	} {
 		e, err := compileExpr(c.src, Pos{}, c.asBool)
 		if err != nil {
@@ -377,6 +383,7 @@ func FuzzFastPathMatchesVM(f *testing.F) {
 	f.Add("payload?.n in ['', nil, 0]", `{"n": null}`, true)
 	f.Add("vars.cluster + payload.a.s + (item?.t ?? '-')", `{"a": {"s": "x"}, "t": 1}`, false)
 	f.Add("payload.b && !(payload?.c ?? false) || payload.d in [1]", `{"b": true, "c": false, "d": 1}`, true)
+	f.Add("payload.n > 1 && payload.s <= 'm' || payload?.x >= 2.5", `{"n": 2, "s": "a", "x": null}`, true)
 	f.Fuzz(func(t *testing.T, src, payload string, asBool bool) {
 		e, err := compileExpr(src, Pos{}, asBool)
 		if err != nil {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"strings"
 	"time"
 
 	"github.com/eventfn/eventfn/event"
@@ -83,6 +84,19 @@ func keyPart(p map[string]any, f string) (string, bool) {
 	return s, true
 }
 
+// rulePrefix starts the de-duplication key of a rule's key.
+const rulePrefix = "rule:"
+
+// hasRuleKey reports whether keys holds rulePrefix+k.
+func hasRuleKey(keys []string, k string) bool {
+	for _, o := range keys {
+		if rest, ok := strings.CutPrefix(o, rulePrefix); ok && rest == k {
+			return true
+		}
+	}
+	return false
+}
+
 // dedupKeys returns the keys a message's handling is recorded under: the
 // key of each rule that may run for it where the rule has one, else the
 // event's EntityKey (also when no rule may run), without repeats.
@@ -99,7 +113,11 @@ func dedupKeys(ev *event.Event, plans []rules.Candidate) []string {
 	entity := ""
 	for _, p := range plans {
 		if p.Key != "" {
-			add("rule:" + p.Key)
+			// Many rules of a type share one key: the key is built once,
+			// not once per rule (1,000 rules: 1,000 allocations).
+			if !hasRuleKey(keys, p.Key) {
+				keys = append(keys, rulePrefix+p.Key)
+			}
 			continue
 		}
 		if entity == "" {

@@ -57,6 +57,29 @@ func TestDedupKeys(t *testing.T) {
 	if got := dedupKeys(ev, nil); fmt.Sprint(got) != "[entity:order|order_uuid=o1]" {
 		t.Errorf("no plans: %q, want the entity key", got)
 	}
+	// An entity key that looks like a rule key is still another key.
+	got = dedupKeys(ev, []rules.Candidate{{Rule: r1, Key: "x"}, {Rule: r2, Key: "rule:x"}, {Rule: r1, Key: "x"}})
+	if fmt.Sprint(got) != "[rule:x rule:rule:x]" {
+		t.Errorf("nested prefix: %q", got)
+	}
+}
+
+// TestDedupKeysSharedKey: many rules under one key make one key, built
+// once: the allocations do not grow with the rules (they were one per
+// rule, the concatenation, before the key was looked for first).
+func TestDedupKeysSharedKey(t *testing.T) {
+	ev := &event.Event{Type: "order", Payload: map[string]any{"order_uuid": "o1"}}
+	cands := make([]rules.Candidate, 1000)
+	for i := range cands {
+		cands[i] = rules.Candidate{Rule: &rules.Rule{Name: fmt.Sprint(i)}, Key: "o1"}
+	}
+	if got := dedupKeys(ev, cands); fmt.Sprint(got) != "[rule:o1]" {
+		t.Fatalf("dedupKeys = %q", got)
+	}
+	// The key's string and the slice holding it.
+	if n := testing.AllocsPerRun(100, func() { dedupKeys(ev, cands) }); n > 2 {
+		t.Errorf("%v allocations for 1,000 rules of one key, want at most 2", n)
+	}
 }
 
 // dedupModel is the specification of de-duplication, written as plainly as
