@@ -345,11 +345,9 @@ func (s *Source) message(r *received) *runner.Message {
 // path from frame to event can be fuzzed (FuzzMessageToEvent).
 func toMessage(source string, sub *Subscription, h stompframe.Header, body []byte, deadLetter bool) *runner.Message {
 	headers := make(map[string]string, h.Len())
-	for i := range h.Len() {
+	for i := h.Len() - 1; i >= 0; i-- { // last to first: the first occurrence wins, as STOMP says
 		k, v := h.At(i)
-		if _, dup := headers[k]; !dup { // STOMP: the first occurrence wins
-			headers[k] = v
-		}
+		headers[k] = v
 	}
 	return &runner.Message{
 		Source:      source,
