@@ -40,11 +40,42 @@ func (o Outcome) String() string {
 
 // Progress remembers which steps of a plan completed, so that a redelivered
 // message resumes instead of repeating them. A nil Progress remembers nothing.
+//
+// The items of a for_each step are remembered too, each under ItemSlot(step,
+// item), a negative index: a plan cut off halfway through a for_each runs
+// again only the items that had not completed.
 type Progress interface {
 	// Done returns the recorded result of step i, if it completed before.
 	Done(i int) (actions.Result, bool)
 	// Record stores the result of step i once it has completed.
 	Record(i int, res actions.Result) error
+}
+
+// ItemSlot is the Progress index of item of for_each step step: negative,
+// so that it is no step's, and distinct for every step below 2³¹ and item
+// below 2³² (a for_each list is bounded far below either).
+func ItemSlot(step, item int) int { return -1 - (step<<32 | item) }
+
+// items is the Progress of the items of one for_each step (p nil: none).
+type items struct {
+	p    Progress
+	step int
+}
+
+// done returns the recorded result of item k, if it completed before.
+func (it items) done(k int) (actions.Result, bool) {
+	if it.p == nil {
+		return nil, false
+	}
+	return it.p.Done(ItemSlot(it.step, k))
+}
+
+// record stores the result of item k once it has completed.
+func (it items) record(k int, res actions.Result) error {
+	if it.p == nil {
+		return nil
+	}
+	return it.p.Record(ItemSlot(it.step, k), res)
 }
 
 // PlanResult is what became of one plan.
@@ -121,7 +152,7 @@ func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, 
 				continue
 			}
 		}
-		out, err := x.run(ctx, s, env, &req, plan, false)
+		out, err := x.run(ctx, s, env, &req, plan, false, items{p: prog, step: i})
 		if out != nil {
 			// Later steps (and the journal, for a resumed plan) get the
 			// result with secrets masked.
@@ -171,12 +202,13 @@ func emits(r *rules.Rule) bool {
 	return false
 }
 
-// run runs a step: once, or once per item of its for_each.
-func (x *Executor) run(ctx context.Context, s *rules.Step, env map[string]any, req *actions.Request, plan rules.Plan, onFailure bool) (actions.Result, error) {
+// run runs a step: once, or once per item of its for_each, recording each
+// item done in prog.
+func (x *Executor) run(ctx context.Context, s *rules.Step, env map[string]any, req *actions.Request, plan rules.Plan, onFailure bool, prog items) (actions.Result, error) {
 	if s.ForEach == nil {
 		return x.step(ctx, s, env, req, plan, onFailure)
 	}
-	return x.forEach(ctx, s, env, req, plan, onFailure)
+	return x.forEach(ctx, s, env, req, plan, onFailure, prog)
 }
 
 // forEach runs s once per item of its for_each list, up to
@@ -185,20 +217,32 @@ func (x *Executor) run(ctx context.Context, s *rules.Step, env map[string]any, r
 // that fails for good fails the step (the items not started by then do
 // not run, and show ok: false), unless the step continues on error, when
 // every item runs.
-func (x *Executor) forEach(ctx context.Context, s *rules.Step, env map[string]any, req *actions.Request, plan rules.Plan, onFailure bool) (actions.Result, error) {
-	items, err := s.ForEachItems(env)
+//
+// An item that succeeded is recorded in prog (its result with secrets
+// masked, as a step's) before the next one starts in its place: when the
+// plan is cut off and its message comes again, the items recorded done are
+// not run again, their recorded results standing in for them, and the rest
+// run. An item that failed is not recorded: it runs again.
+func (x *Executor) forEach(ctx context.Context, s *rules.Step, env map[string]any, req *actions.Request, plan rules.Plan, onFailure bool, prog items) (actions.Result, error) {
+	list, err := s.ForEachItems(env)
 	if err != nil {
 		return actions.Result{"ok": false, "error": err.Error(), "items": []any{}}, actions.Permanent(err)
 	}
-	results := make([]any, len(items))
-	errs := make([]error, len(items))
+	results := make([]any, len(list))
+	errs := make([]error, len(list))
 	sem := make(chan struct{}, max(s.ForEachConcurrency, 1))
 	var wg sync.WaitGroup
 	var failed atomic.Bool
-	started := 0
-	for i, it := range items {
+	started, resumed := 0, 0
+	for i, it := range list {
 		if failed.Load() && !s.ContinueOnError || ctx.Err() != nil {
 			break
+		}
+		if done, ok := prog.done(i); ok {
+			results[i] = map[string]any(done)
+			started++
+			resumed++
+			continue
 		}
 		select {
 		case sem <- struct{}{}:
@@ -214,6 +258,12 @@ func (x *Executor) forEach(ctx context.Context, s *rules.Step, env map[string]an
 			defer func() { <-sem }()
 			r := *req // each item renders its own parameters
 			out, err := x.step(ctx, s, rules.ItemEnv(env, it, i), &r, plan, onFailure)
+			if err == nil {
+				out = actions.Result(x.Redactor.Value(map[string]any(out)).(map[string]any))
+				if rerr := prog.record(i, out); rerr != nil {
+					x.Logger.ErrorContext(ctx, "journal write failed", "rule", plan.Rule.Name, "step", s.Label(), "item", i, "error", rerr)
+				}
+			}
 			results[i], errs[i] = map[string]any(out), err
 			if err != nil {
 				failed.Store(true)
@@ -221,8 +271,13 @@ func (x *Executor) forEach(ctx context.Context, s *rules.Step, env map[string]an
 		}()
 	}
 	wg.Wait()
+	if resumed > 0 {
+		trace.SpanFromContext(ctx).AddEvent("for_each items resumed", trace.WithAttributes(AttrStep.String(s.Label()), attribute.Int("items", resumed)))
+		x.Logger.InfoContext(ctx, "for_each resumed after its completed items", "rule", plan.Rule.Name, "step", s.Label(),
+			"skipped_items", resumed, "items", len(list))
+	}
 	var first error
-	for i := range items {
+	for i := range list {
 		if i >= started && results[i] == nil {
 			results[i] = map[string]any{"ok": false, "error": "not run: an earlier item failed", "not_run": true}
 			if ctx.Err() != nil {
@@ -233,10 +288,10 @@ func (x *Executor) forEach(ctx context.Context, s *rules.Step, env map[string]an
 			first = fmt.Errorf("item %d: %w", i, errs[i])
 		}
 	}
-	if first == nil && started < len(items) && ctx.Err() != nil {
+	if first == nil && started < len(list) && ctx.Err() != nil {
 		first = fmt.Errorf("item %d: %w", started, ctx.Err())
 	}
-	out := actions.Result{"items": results, "count": len(items), "ok": first == nil}
+	out := actions.Result{"items": results, "count": len(list), "ok": first == nil}
 	if first != nil {
 		out["error"] = first.Error()
 	}
@@ -307,7 +362,7 @@ func (x *Executor) onFailure(ctx context.Context, plan rules.Plan, env map[strin
 	env["error"] = x.Redactor.Error(cause) // {{ error }} may go to Waldur, which customers read
 	steps := env["steps"].(map[string]any)
 	for _, s := range plan.Rule.OnFailure {
-		out, err := x.run(ctx, s, env, req, plan, true)
+		out, err := x.run(ctx, s, env, req, plan, true, items{}) // on_failure steps are not recorded
 		if s.ID != "" && out != nil {
 			steps[s.ID] = x.Redactor.Value(map[string]any(out))
 		}

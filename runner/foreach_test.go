@@ -127,3 +127,21 @@ rules:
 		t.Errorf("fate %q", f)
 	}
 }
+
+// TestItemSlot: an item's Progress index is negative (no step's) and
+// distinct for every step and item.
+func TestItemSlot(t *testing.T) {
+	seen := map[int]string{}
+	for _, step := range []int{0, 1, 2, 63, 1 << 20} {
+		for _, item := range []int{0, 1, 2, 9_999, 1<<32 - 1} {
+			s := ItemSlot(step, item)
+			if s >= 0 {
+				t.Errorf("ItemSlot(%d, %d) = %d, want negative", step, item, s)
+			}
+			if o, dup := seen[s]; dup {
+				t.Errorf("ItemSlot(%d, %d) = %d, as %s", step, item, s, o)
+			}
+			seen[s] = fmt.Sprint(step, ",", item)
+		}
+	}
+}
