@@ -224,6 +224,18 @@ type Report struct {
 	Ratio float64 `json:"ratio,omitempty"`
 	// Peer is the Python agent-like consumer's summary (--peer).
 	Peer *Summary `json:"peer,omitempty"`
+	// CPURatioPerRound is eventfn's CPU per message over the bare
+	// consumer's, round by round (round i of each: neighbours in the
+	// alternating order), median and range: a machine that slows down or
+	// speeds up during the benchmark moves both rounds of a pair alike.
+	CPURatioPerRound *Spread `json:"cpu_ratio_per_round,omitempty"`
+}
+
+// Spread is a median with its range.
+type Spread struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
 }
 
 // driver runs one benchmark.
@@ -683,6 +695,28 @@ func (r *Report) summarize() {
 	if r.Mode == "drain" && r.Eventfn != nil && r.Bare != nil && r.Bare.Throughput > 0 {
 		r.Ratio = r.Eventfn.Throughput / r.Bare.Throughput
 	}
+	r.CPURatioPerRound = pairedCPURatio(r.Runs)
+}
+
+// pairedCPURatio is eventfn's CPU per message over the bare consumer's in
+// rounds of the same number, or nil when no round has both.
+func pairedCPURatio(runs []ConsumerRun) *Spread {
+	bare := map[int]float64{}
+	for _, run := range runs {
+		if run.Role == RoleBare && run.CPUPerMsgUS > 0 {
+			bare[run.Round] = run.CPUPerMsgUS
+		}
+	}
+	var ratios []float64
+	for _, run := range runs {
+		if b, ok := bare[run.Round]; ok && run.Role == RoleEventfn {
+			ratios = append(ratios, run.CPUPerMsgUS/b)
+		}
+	}
+	if len(ratios) == 0 {
+		return nil
+	}
+	return &Spread{Median: median(ratios), Min: slices.Min(ratios), Max: slices.Max(ratios)}
 }
 
 func median(v []float64) float64 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -188,5 +189,24 @@ func TestAlsoWarnings(t *testing.T) {
 	}
 	if warn.String() == "" || strings.Contains(warn.String(), "handled") || !strings.Contains(warn.String(), "source=s id=2") {
 		t.Fatalf("warnings handler got: %s", warn.String())
+	}
+}
+
+// TestPairedCPURatio: each of eventfn's rounds is divided by the bare
+// consumer's round of the same number; rounds without a partner count for
+// nothing.
+func TestPairedCPURatio(t *testing.T) {
+	runs := []ConsumerRun{
+		{Role: RoleBare, Round: 1, CPUPerMsgUS: 50}, {Role: RoleEventfn, Round: 1, CPUPerMsgUS: 60},
+		{Role: RoleEventfn, Round: 2, CPUPerMsgUS: 90}, {Role: RoleBare, Round: 2, CPUPerMsgUS: 60},
+		{Role: RoleBare, Round: 3, CPUPerMsgUS: 40}, {Role: RoleEventfn, Round: 3, CPUPerMsgUS: 44},
+		{Role: RoleEventfn, Round: 4, CPUPerMsgUS: 1000}, {Role: RolePeer, Round: 4, CPUPerMsgUS: 1},
+	}
+	got := pairedCPURatio(runs)
+	if got == nil || fmt.Sprintf("%.2f %.2f %.2f", got.Median, got.Min, got.Max) != "1.20 1.10 1.50" {
+		t.Errorf("pairedCPURatio = %+v, want median 1.20 over [1.10, 1.50]", got)
+	}
+	if pairedCPURatio(runs[6:]) != nil {
+		t.Error("no pair: want nil")
 	}
 }

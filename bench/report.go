@@ -104,6 +104,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if e, bare := r.Eventfn, r.Bare; e != nil && bare != nil && bare.CPUPerMsgUS > 0 {
 		fmt.Fprintf(&b, "CPU per message: eventfn %.1f µs, bare %.1f µs: %.2f× (target ≤ %.2f×: %s)\n",
 			e.CPUPerMsgUS, bare.CPUPerMsgUS, e.CPUPerMsgUS/bare.CPUPerMsgUS, targetCPURatio, verdict(e.CPUPerMsgUS/bare.CPUPerMsgUS <= targetCPURatio))
+		if p := r.CPURatioPerRound; p != nil && e.Runs > 1 {
+			fmt.Fprintf(&b, "CPU ratio round by round: median %.2f× [%.2f–%.2f]\n", p.Median, p.Min, p.Max)
+		}
 	}
 	if r.Mode == "drain" && r.Ratio > 0 {
 		fmt.Fprintf(&b, "throughput: eventfn %.0f msg/s, bare %.0f msg/s: ratio %.3f (target ≥ %.1f: %s)\n",
