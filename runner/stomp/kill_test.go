@@ -47,6 +47,48 @@ func eventfnBinary(t *testing.T) string {
 	return bin
 }
 
+// startEventfn starts `eventfn run` (run n) on dir/eventfn.yaml, its log in
+// dir/eventfn-n.log (shown when the test fails), and kills it at the end of
+// the test if it still runs.
+func startEventfn(t *testing.T, bin, dir string, n int, pass string) (*exec.Cmd, string) {
+	t.Helper()
+	logPath := filepath.Join(dir, fmt.Sprintf("eventfn-%d.log", n))
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("eventfn run %d:\n%s", n, b)
+		}
+	})
+	cmd := exec.Command(bin, "run", "-c", filepath.Join(dir, "eventfn.yaml"), "--log-level", "debug")
+	cmd.Env = append(os.Environ(), "EVENTFN_TEST_PASSCODE="+pass)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd, logPath
+}
+
+// killSleeper kills the process whose pid the file at path holds: a step's
+// command outlives eventfn (it has its own process group).
+func killSleeper(path string) {
+	if b, err := os.ReadFile(path); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
 func lines(path string) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -96,33 +138,7 @@ rules:
 	if err := os.WriteFile(p("eventfn.yaml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start := func(n int) (*exec.Cmd, string) {
-		logPath := p(fmt.Sprintf("eventfn-%d.log", n))
-		logFile, err := os.Create(logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			logFile.Close()
-			if t.Failed() {
-				b, _ := os.ReadFile(logPath)
-				t.Logf("eventfn run %d:\n%s", n, b)
-			}
-		})
-		cmd := exec.Command(bin, "run", "-c", p("eventfn.yaml"), "--log-level", "debug")
-		cmd.Env = append(os.Environ(), "EVENTFN_TEST_PASSCODE="+s.pass)
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-		})
-		return cmd, logPath
-	}
+	start := func(n int) (*exec.Cmd, string) { return startEventfn(t, bin, dir, n, s.pass) }
 
 	s.b.Publish(s.vhost, s.queues[waldur.TypeOrder],
 		payload(t, map[string]any{"order_uuid": "4d5e6f", "order_state": "executing"}))
@@ -136,12 +152,7 @@ rules:
 		t.Fatal(err)
 	}
 	_ = first.Wait()
-	// The step's own process outlives eventfn (it has its own process group).
-	if b, err := os.ReadFile(p("sleeper.pid")); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
+	killSleeper(p("sleeper.pid"))
 	if n := lines(p("account")); n != 1 {
 		t.Fatalf("first step ran %d times before the kill, want 1", n)
 	}
@@ -175,6 +186,92 @@ rules:
 	}
 	b, _ := os.ReadFile(log2)
 	if !strings.Contains(string(b), "plan resumed after its completed steps") {
+		t.Error("the restarted eventfn did not log the resumption")
+	}
+	if msgs := s.b.Peek(s.vhost, s.queues[waldur.TypeOrder], 10); len(msgs) > 0 {
+		t.Errorf("queue still holds %d messages", len(msgs))
+	}
+}
+
+// TestKilledMidForEachResumesAfterItsDoneItems: eventfn is killed with
+// SIGKILL while the third item of a for_each step runs (a command per item
+// that appends to a file: not idempotent). The restarted eventfn, whose
+// journal recorded the first two items, runs the third and the fourth only:
+// every item's effect happens once.
+func TestKilledMidForEachResumesAfterItsDoneItems(t *testing.T) {
+	bin := eventfnBinary(t)
+	s := newSite(t, waldur.TypeOrder)
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	config := fmt.Sprintf(`version: 1
+runner: {state_dir: %q, shutdown_timeout: 5s}
+defaults: {timeout: 120s, retry: {attempts: 1}}
+sources:
+  - name: waldur
+    url: %s
+    vhost: %s
+    login: %s
+    passcode_env: EVENTFN_TEST_PASSCODE
+    subscribe: [%s]
+rules:
+  - name: users
+    on: order
+    steps:
+      - id: add
+        for_each: payload.users
+        exec:
+          - sh
+          - -c
+          - 'echo "$1" >> "$0"; if [ "$1" = c ] && [ ! -e "$2" ]; then echo $$ > "$4.tmp"; mv "$4.tmp" "$4"; exec sleep 120; fi; echo "$1" >> "$3"'
+          - %q
+          - "{{ item }}"
+          - %q
+          - %q
+          - %q
+`, p("state"), tcpURL(), s.vhost, s.login, waldur.Destination(s.queues[waldur.TypeOrder]),
+		p("started"), p("release"), p("done"), p("sleeper.pid"))
+	if err := os.WriteFile(p("eventfn.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.b.Publish(s.vhost, s.queues[waldur.TypeOrder],
+		payload(t, map[string]any{"order_uuid": "7a8b9c", "users": []string{"a", "b", "c", "d"}}))
+
+	first, _ := startEventfn(t, bin, dir, 1, s.pass)
+	brokertest.WaitFor(t, 60*time.Second, "the third item to start", func() bool {
+		_, err := os.Stat(p("sleeper.pid"))
+		return err == nil
+	})
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	killSleeper(p("sleeper.pid"))
+	if b, _ := os.ReadFile(p("done")); string(b) != "a\nb\n" {
+		t.Fatalf("items done before the kill: %q, want a and b", b)
+	}
+	if err := os.WriteFile(p("release"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	second, log2 := startEventfn(t, bin, dir, 2, s.pass)
+	brokertest.WaitFor(t, 60*time.Second, "the message to be handled after the restart", func() bool {
+		b, _ := os.ReadFile(log2)
+		return strings.Contains(string(b), "message handled")
+	})
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Errorf("eventfn exited with %v after SIGTERM", err)
+	}
+	if b, _ := os.ReadFile(p("done")); string(b) != "a\nb\nc\nd\n" {
+		t.Errorf("items done: %q, want each of a, b, c, d once", b)
+	}
+	if b, _ := os.ReadFile(p("started")); string(b) != "a\nb\nc\nc\nd\n" {
+		t.Errorf("items started: %q, want a, b, c (killed), c, d", b)
+	}
+	b, _ := os.ReadFile(log2)
+	if !strings.Contains(string(b), "for_each resumed after its completed items") {
 		t.Error("the restarted eventfn did not log the resumption")
 	}
 	if msgs := s.b.Peek(s.vhost, s.queues[waldur.TypeOrder], 10); len(msgs) > 0 {
