@@ -146,3 +146,64 @@ func TestSameKeyKeepsArrivalOrderAcrossConditions(t *testing.T) {
 		t.Fatalf("same key ran as %+v, want big then small", rc.reqs)
 	}
 }
+
+// TestDispatcherNestedJobsNeedNoRoom: jobs that submit jobs while every
+// unit of room is taken (by themselves and by the jobs queued behind them)
+// would wait for good with Submit; SubmitNested never waits, its jobs run,
+// and a nested job of a busy key runs after that key's running job, in
+// order, while room-holding and nested jobs under one key keep their
+// order too.
+func TestDispatcherNestedJobsNeedNoRoom(t *testing.T) {
+	d := NewDispatcher(2, 2)
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) {
+		mu.Lock()
+		order = append(order, s)
+		mu.Unlock()
+	}
+	for i := range 2 {
+		key := fmt.Sprint("k", i)
+		if err := d.Submit(context.Background(), key, func() {
+			note(key + "/parent")
+			// The room is full: both units are the two parents'.
+			d.SubmitNested(key, func() { note(key + "/child1") })
+			d.SubmitNested(key, func() { note(key + "/child2") })
+			d.SubmitNested("", func() { note(key + "/unkeyed") })
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finished := make(chan struct{})
+	go func() { d.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(30 * time.Second):
+		t.Fatal("nested jobs did not run: they waited for room")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 8 {
+		t.Fatalf("ran %v, want 8 jobs", order)
+	}
+	for _, k := range []string{"k0", "k1"} {
+		var seq []string
+		for _, s := range order {
+			if strings.HasPrefix(s, k+"/") && !strings.HasSuffix(s, "unkeyed") {
+				seq = append(seq, s)
+			}
+		}
+		if want := []string{k + "/parent", k + "/child1", k + "/child2"}; fmt.Sprint(seq) != fmt.Sprint(want) {
+			t.Errorf("key %s ran %v, want %v", k, seq, want)
+		}
+	}
+	// The room is free again: Submit does not wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 2 {
+		if err := d.Submit(ctx, "", func() {}); err != nil {
+			t.Fatalf("room not released after nested jobs: %v", err)
+		}
+	}
+	d.Wait()
+}

@@ -152,7 +152,14 @@ func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, 
 				continue
 			}
 		}
-		out, err := x.run(ctx, s, env, &req, plan, false, items{p: prog, step: i})
+		// An emit step is never recorded done (nor its items): its events
+		// live in the runner only, so a plan resumed after a stop emits
+		// them again, under the same ids (see Runner.emit).
+		record := prog
+		if s.Kind == "emit" {
+			record = nil
+		}
+		out, err := x.run(ctx, s, env, &req, plan, false, items{p: record, step: i})
 		if out != nil {
 			// Later steps (and the journal, for a resumed plan) get the
 			// result with secrets masked.
@@ -177,8 +184,8 @@ func (x *Executor) execute(ctx context.Context, plan rules.Plan, prog Progress, 
 		if err != nil {
 			x.Logger.WarnContext(ctx, "step failed, continuing", "rule", r.Name, "step", s.Label(), "error", x.Redactor.Error(err))
 		}
-		if prog != nil {
-			if rerr := prog.Record(i, out); rerr != nil {
+		if record != nil {
+			if rerr := record.Record(i, out); rerr != nil {
 				x.Logger.ErrorContext(ctx, "journal write failed", "rule", r.Name, "step", s.Label(), "error", rerr)
 			}
 		}
