@@ -34,10 +34,10 @@ const MaxEmitDepth = 8
 // emit feeds e, derived from plan's event, back into the runner: it runs
 // through the same de-duplication, rules, journal and metrics as a
 // delivered event, under the source "emit". It returns once the event's
-// plans are queued (waiting for room while the runner is full, as long as
-// ctx, the step's, allows), so the emitting step succeeds only once the
-// event is accepted. The message whose plan emitted it is settled only
-// once the event is (see brood): nothing else holds the event. The event's id is "<parent id>:emit:<key>" (none when
+// plans are queued (with no wait for room: see Dispatcher), so the
+// emitting step succeeds only once the event is accepted. Emit steps are
+// never recorded done: a plan resumed after a stop emits its events again,
+// under the same ids, which the journal skips when they had completed. The event's id is "<parent id>:emit:<key>" (none when
 // the parent has none); its headers carry the trace context of the step,
 // so its span is a child of the emitting step's.
 func (r *Runner) emit(ctx context.Context, plan rules.Plan, e actions.Emitted) (string, error) {
@@ -59,18 +59,10 @@ func (r *Runner) emit(ctx context.Context, plan rules.Plan, e actions.Emitted) (
 	}
 	r.prop.Inject(ctx, propagation.MapCarrier(headers))
 	ev := &event.Event{Type: e.Type, Payload: e.Payload, Headers: headers, ID: id}
-	from := parentOf(ctx)
-	var kids *brood
-	if from != nil {
-		kids = from.kids
-		kids.add() // before delivering: the event may be settled before deliver returns
-	}
 	m := &Message{Source: EmitSource, Destination: "emit:" + plan.Rule.Name, ID: id, Type: e.Type,
-		Event: ev, Headers: headers, Received: time.Now(), Settler: emitSettler{parent: kids},
-		DeadLetterOnFailure: false, parent: from}
+		Event: ev, Headers: headers, Received: time.Now(), Settler: emitSettler{},
+		DeadLetterOnFailure: false, emitted: true}
 	if err := r.deliver(ctx, m); err != nil {
-		// Not taken: settled as left for redelivery (deliver), so the
-		// parent is too.
 		return "", fmt.Errorf("emit: the runner did not take the event: %w", err)
 	}
 	return id, nil
@@ -78,19 +70,9 @@ func (r *Runner) emit(ctx context.Context, plan rules.Plan, e actions.Emitted) (
 
 // emitSettler settles emitted events: they live in the runner only, so
 // there is nothing to acknowledge; a failed one is logged and counted like
-// any failed message. Settling one counts it done in its parent's brood:
-// requeued means left unhandled, so the parent is left for redelivery.
-type emitSettler struct{ parent *brood }
+// any failed message.
+type emitSettler struct{}
 
-func (s emitSettler) Ack(context.Context) error { s.done(false); return nil }
-func (s emitSettler) Requeue(context.Context) error {
-	s.done(true)
-	return nil
-}
-func (s emitSettler) DeadLetter(context.Context, string) error { s.done(false); return nil }
-
-func (s emitSettler) done(left bool) {
-	if s.parent != nil {
-		s.parent.done(left)
-	}
-}
+func (emitSettler) Ack(context.Context) error                { return nil }
+func (emitSettler) Requeue(context.Context) error            { return nil }
+func (emitSettler) DeadLetter(context.Context, string) error { return nil }

@@ -80,11 +80,8 @@ type Message struct {
 	hasPlan bool
 	// sid is SID(Source, the event's id), made once per message.
 	sid string
-	// parent is the message whose emit step derived this one (nil: from
-	// a source); kids what this one's emit steps derived, when one of its
-	// rules emits (see brood).
-	parent *Message
-	kids   *brood
+	// emitted: an emit step of a running plan derived the message.
+	emitted bool
 }
 
 // Deliver hands a message to the runner. It returns once the message is
@@ -170,16 +167,15 @@ type Runner struct {
 	// then the ack) off the dispatcher's worker: the journal acks it once
 	// the completion is written (AsyncCompleter), so that the worker starts
 	// the next plan meanwhile and completions share syncs. settleRoom
-	// bounds those settlements; barriers holds, per plan key, a barrier
-	// lifted when the last such settlement of the key is done: the next
+	// bounds those settlements; barriers holds, per plan key, a channel
+	// closed when the last such settlement of the key is done: the next
 	// plan of the key waits for it, so that a crash cannot re-run a plan's
-	// last step (its record rides on the completion) after its successor
-	// (the events a plan emits are no successors: see awaitBarrier).
+	// last step (its record rides on the completion) after its successor.
 	asyncSettle bool
 	settleRoom  chan struct{}
 	settling    sync.WaitGroup
 	barrierMu   sync.Mutex
-	barriers    map[string]*barrier
+	barriers    map[string]chan struct{}
 
 	// work is the context plans run in: it outlives the sources' context
 	// by up to ShutdownTimeout, so in-flight plans can finish.
@@ -231,7 +227,7 @@ func New(cfg Config) *Runner {
 		inflight: map[string]*flight{},
 		arrived:  map[string]arrival{},
 		probe:    make(chan struct{}, 1),
-		barriers: map[string]*barrier{},
+		barriers: map[string]chan struct{}{},
 	}
 	if _, durable := cfg.Journal.(AsyncCompleter); durable {
 		r.asyncSettle = true
@@ -405,7 +401,6 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 		r.unmatched(work, m, ev, keys, nil)
 		return nil
 	}
-	plans := r.plansContext(work, m, cands)
 	var submitErr error
 	// One dispatcher job per key: the rules of one key would run one after
 	// the other anyway, and a job per rule doubled the cost per rule of the
@@ -417,21 +412,21 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 		r.m.InFlight.Inc()
 		job := func() {
 			defer r.m.InFlight.Dec()
-			r.awaitBarrier(key, m)
+			r.awaitBarrier(key)
 			var prog *planProgress
 			for _, c := range g {
-				if p := r.runCandidate(plans, m, ev, env, c, t); p != nil {
-					prog.flush(plans) // an earlier plan of this job: not the message's last
+				if p := r.runCandidate(work, m, ev, env, c, t); p != nil {
+					prog.flush(work) // an earlier plan of this job: not the message's last
 					prog = p
 				}
 			}
 			if t.done() {
-				r.finishPlan(plans, m, ev, t, prog, key)
+				r.finishPlan(work, m, ev, t, prog, key)
 			} else {
-				prog.flush(plans)
+				prog.flush(work)
 			}
 		}
-		if m.parent != nil {
+		if m.emitted {
 			// Emitted by a running plan, which holds a worker: no
 			// waiting for room (see Dispatcher).
 			r.disp.SubmitNested(key, job)
@@ -448,19 +443,6 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 		}
 	}
 	return submitErr
-}
-
-// plansContext is the context m's plans run in: work, carrying m as the
-// parent of the events they emit when a rule of cands has an emit step
-// (m.kids then counts them; see brood).
-func (r *Runner) plansContext(work context.Context, m *Message, cands []rules.Candidate) context.Context {
-	for _, c := range cands {
-		if emits(c.Rule) {
-			m.kids = &brood{}
-			return withParent(work, m)
-		}
-	}
-	return work
 }
 
 // byKey groups candidates by key, keeping file order within a group and
@@ -544,75 +526,39 @@ func (r *Runner) finishPlan(ctx context.Context, m *Message, ev *event.Event, t 
 		r.finish(ctx, m, ev, t, prog, nil)
 		return
 	}
-	// Bounded: waits in the worker when full. Not for a message that
-	// emits or was emitted: a parent's settlement waits for its derived
-	// events, which must never wait for a slot parents hold.
-	bounded := m.kids == nil && m.parent == nil
-	if bounded {
-		r.settleRoom <- struct{}{}
-	}
-	var b *barrier
+	r.settleRoom <- struct{}{} // bounded: waits in the worker when full
+	var ch chan struct{}
 	if key != "" {
-		b = &barrier{ch: make(chan struct{}), owner: m}
+		ch = make(chan struct{})
 		r.barrierMu.Lock()
-		if prev := r.barriers[key]; prev != nil && !prev.lifted() {
-			b.prev = prev // an ancestor's (see awaitBarrier)
-		}
-		r.barriers[key] = b
+		r.barriers[key] = ch
 		r.barrierMu.Unlock()
 	}
 	r.settling.Add(1)
 	r.finish(ctx, m, ev, t, prog, func() {
-		if b != nil {
+		if ch != nil {
 			r.barrierMu.Lock()
-			if r.barriers[key] == b {
+			if r.barriers[key] == ch {
 				delete(r.barriers, key)
 			}
 			r.barrierMu.Unlock()
-			close(b.ch)
+			close(ch)
 		}
-		if bounded {
-			<-r.settleRoom
-		}
+		<-r.settleRoom
 		r.settling.Done()
 	})
 }
 
-// barrier is up from the end of a message's last plan of a key until its
-// settlement is done; prev is a barrier that was still up when this one
-// went up: its owner's ancestor's (see awaitBarrier).
-type barrier struct {
-	ch    chan struct{}
-	owner *Message
-	prev  *barrier
-}
-
-func (b *barrier) lifted() bool {
-	select {
-	case <-b.ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// awaitBarrier waits until the settlements of the earlier plans of key
-// are done, but those of m's ancestors: a message that emits is settled
-// only after the events it emitted, which often share its key. Plans of a
-// key run one at a time, each after waiting here, so only a descendant
-// raises a barrier while another is up, and the chain is as long as the
-// emits are deep.
-func (r *Runner) awaitBarrier(key string, m *Message) {
+// awaitBarrier waits until the last settlement of a plan of key is done.
+func (r *Runner) awaitBarrier(key string) {
 	if !r.asyncSettle || key == "" {
 		return
 	}
 	r.barrierMu.Lock()
-	b := r.barriers[key]
+	ch := r.barriers[key]
 	r.barrierMu.Unlock()
-	for ; b != nil; b = b.prev {
-		if !m.descendsFrom(b.owner) {
-			<-b.ch
-		}
+	if ch != nil {
+		<-ch
 	}
 }
 
@@ -886,25 +832,12 @@ func (r *Runner) logPlans(ctx context.Context, m *Message, ev *event.Event, plan
 // then, when set, runs once the message is settled: it may be later, on
 // the journal's goroutine (see settleThen).
 func (r *Runner) finish(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress, then func()) {
-	if m.kids != nil {
-		m.kids.wait(func(left bool) { r.finishNow(ctx, m, ev, t, prog, then, left) })
-		return
-	}
-	r.finishNow(ctx, m, ev, t, prog, then, false)
-}
-
-// finishNow is finish once the events m emitted are settled; left: one of
-// them was left for redelivery, and so is m.
-func (r *Runner) finishNow(ctx context.Context, m *Message, ev *event.Event, t *tracker, prog *planProgress, then func(), left bool) {
 	t.mu.Lock()
 	worst, err, plans := t.worst, t.err, t.plans
 	t.mu.Unlock()
 	r.logPlans(ctx, m, ev, plans)
 	trace.SpanFromContext(ctx).SetAttributes(AttrPlans.Int(int(t.matched.Load())))
-	if worst == Interrupted || left {
-		if worst != Interrupted {
-			err = errEmittedLeft
-		}
+	if worst == Interrupted {
 		prog.flush(ctx)
 		r.settleThen(ctx, m, ev, t.keys, "requeued", err, then)
 		return
