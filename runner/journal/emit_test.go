@@ -165,18 +165,7 @@ func TestResumedPlanEmitsAgain(t *testing.T) {
 		eventCutOff   bool
 	}{{"memory", "memory", true}, {"durable", "durable", true}, {"completed", "durable", false}} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			mem := runner.NewMemoryJournal(0, 0)
-			open := func() runner.Journal {
-				if c.journal == "memory" {
-					return mem
-				}
-				j, err := Open(dir, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return j
-			}
+			restart := newRestarts(t, c.journal)
 			parentStep := &blockOnce{started: make(chan struct{}, 1), finished: make(chan struct{}, 2)}
 			eventStep := &blockOnce{started: make(chan struct{}, 1), finished: make(chan struct{}, 2)}
 			if !c.eventCutOff {
@@ -204,20 +193,7 @@ rules:
 				t.Fatal(err)
 			}
 			run := func(ctx context.Context, j runner.Journal) string {
-				src := &chanSource{msgs: make(chan *runner.Message, 1)}
-				s := make(fateSettler, 1)
-				r := runner.New(runner.Config{Rules: rs, Actions: reg, Logger: slog.New(slog.DiscardHandler), Journal: j,
-					ShutdownTimeout: 50 * time.Millisecond, Sources: []runner.Source{src}})
-				ctx, cancel := context.WithCancel(ctx)
-				done := make(chan error, 1)
-				go func() { done <- r.Run(ctx) }()
-				src.msgs <- &runner.Message{Source: "t", Type: "order", ID: "m1", Body: []byte(`{"order_uuid": "u1"}`), Settler: s}
-				fate := <-s
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("run: %v", err)
-				}
-				return fate
+				return runOnce(ctx, t, rs, reg, j, `{"order_uuid": "u1"}`)
 			}
 
 			ctx, cancel := context.WithCancel(context.Background())
@@ -230,16 +206,12 @@ rules:
 				}
 				cancel()
 			}()
-			j := open()
+			j := restart.open()
 			if fate := run(ctx, j); fate != "requeue" {
 				t.Fatalf("cut off: the order's fate %q, want requeue", fate)
 			}
-			if c.journal == "durable" {
-				if err := j.Close(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			j = open()
+			restart.close(j)
+			j = restart.open()
 			defer j.Close()
 			if fate := run(context.Background(), j); fate != "ack" {
 				t.Fatalf("redelivery: fate %q, want ack", fate)

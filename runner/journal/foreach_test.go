@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/eventfn/eventfn/actions"
 	"github.com/eventfn/eventfn/rules"
@@ -63,18 +62,7 @@ func (c *captured) Run(_ context.Context, req actions.Request) (actions.Result, 
 func TestInterruptedForEachRunsOnlyTheItemsNotDone(t *testing.T) {
 	for _, kind := range []string{"memory", "durable"} {
 		t.Run(kind, func(t *testing.T) {
-			dir := t.TempDir()
-			mem := runner.NewMemoryJournal(0, 0)
-			open := func() runner.Journal {
-				if kind == "memory" {
-					return mem
-				}
-				j, err := Open(dir, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return j
-			}
+			restart := newRestarts(t, kind)
 			items := &itemAction{block: 3, blocking: true, blocked: make(chan int, 1)}
 			capt := &captured{}
 			reg := actions.Standard(actions.Options{Logger: slog.New(slog.DiscardHandler)})
@@ -94,41 +82,24 @@ rules:
 			if err != nil {
 				t.Fatal(err)
 			}
-			run := func(ctx context.Context, j runner.Journal) (fate string) {
-				src := &chanSource{msgs: make(chan *runner.Message, 1)}
-				s := make(fateSettler, 1)
-				r := runner.New(runner.Config{Rules: rs, Actions: reg, Logger: slog.New(slog.DiscardHandler), Journal: j,
-					ShutdownTimeout: 50 * time.Millisecond, Sources: []runner.Source{src}})
-				ctx, cancel := context.WithCancel(ctx)
-				done := make(chan error, 1)
-				go func() { done <- r.Run(ctx) }()
-				src.msgs <- &runner.Message{Source: "t", Type: "order", ID: "m1", Body: []byte(`{"n": [1, 2, 3, 4]}`), Settler: s}
-				fate = <-s
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("run: %v", err)
-				}
-				return fate
+			run := func(ctx context.Context, j runner.Journal) string {
+				return runOnce(ctx, t, rs, reg, j, `{"n": [1, 2, 3, 4]}`)
 			}
 
 			// First delivery: items 1 and 2 complete, 3 is cut off.
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() { <-items.blocked; cancel() }()
-			j := open()
+			j := restart.open()
 			if fate := run(ctx, j); fate != "requeue" {
 				t.Fatalf("first delivery: fate %q, want requeue", fate)
 			}
-			if kind == "durable" {
-				if err := j.Close(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			restart.close(j)
 			items.mu.Lock()
 			items.blocking = false
 			items.mu.Unlock()
 
 			// Redelivery: only 3 and 4 run.
-			j = open()
+			j = restart.open()
 			defer j.Close()
 			if fate := run(context.Background(), j); fate != "ack" {
 				t.Fatalf("redelivery: fate %q, want ack", fate)

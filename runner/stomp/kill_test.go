@@ -47,6 +47,22 @@ func eventfnBinary(t *testing.T) string {
 	return bin
 }
 
+// killConfig is the head of a kill test's rules file: the durable journal
+// in state, one attempt per step, the site's order queue.
+func killConfig(state string, s *site) string {
+	return fmt.Sprintf(`version: 1
+runner: {state_dir: %q, shutdown_timeout: 5s}
+defaults: {timeout: 120s, retry: {attempts: 1}}
+sources:
+  - name: waldur
+    url: %s
+    vhost: %s
+    login: %s
+    passcode_env: EVENTFN_TEST_PASSCODE
+    subscribe: [%s]
+`, state, tcpURL(), s.vhost, s.login, waldur.Destination(s.queues[waldur.TypeOrder]))
+}
+
 // startEventfn starts `eventfn run` (run n) on dir/eventfn.yaml, its log in
 // dir/eventfn-n.log (shown when the test fails), and kills it at the end of
 // the test if it still runs.
@@ -79,10 +95,36 @@ func startEventfn(t *testing.T, bin, dir string, n int, pass string) (*exec.Cmd,
 	return cmd, logPath
 }
 
-// killSleeper kills the process whose pid the file at path holds: a step's
-// command outlives eventfn (it has its own process group).
-func killSleeper(path string) {
-	if b, err := os.ReadFile(path); err == nil {
+// stopWhenHandled waits until eventfn's log says the message was handled,
+// then stops it with SIGTERM, which it must exit cleanly on.
+func stopWhenHandled(t *testing.T, eventfn *exec.Cmd, logPath string) {
+	t.Helper()
+	brokertest.WaitFor(t, 60*time.Second, "the message to be handled after the restart", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "message handled")
+	})
+	if err := eventfn.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventfn.Wait(); err != nil {
+		t.Errorf("eventfn exited with %v after SIGTERM", err)
+	}
+}
+
+// killWhenStarted waits until what (a step's command) has written its pid
+// to pidfile, kills eventfn with SIGKILL, then that command: it outlives
+// eventfn (it has its own process group).
+func killWhenStarted(t *testing.T, eventfn *exec.Cmd, pidfile, what string) {
+	t.Helper()
+	brokertest.WaitFor(t, 60*time.Second, what+" to start", func() bool {
+		_, err := os.Stat(pidfile)
+		return err == nil
+	})
+	if err := eventfn.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = eventfn.Wait()
+	if b, err := os.ReadFile(pidfile); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -107,17 +149,7 @@ func TestKilledMidPlanResumesOnce(t *testing.T) {
 	s := newSite(t, waldur.TypeOrder)
 	dir := t.TempDir()
 	p := func(name string) string { return filepath.Join(dir, name) }
-	config := fmt.Sprintf(`version: 1
-runner: {state_dir: %q, shutdown_timeout: 5s}
-defaults: {timeout: 120s, retry: {attempts: 1}}
-sources:
-  - name: waldur
-    url: %s
-    vhost: %s
-    login: %s
-    passcode_env: EVENTFN_TEST_PASSCODE
-    subscribe: [%s]
-rules:
+	config := killConfig(p("state"), s) + fmt.Sprintf(`rules:
   - name: provision
     on: order
     when: payload.order_state == "executing"
@@ -133,8 +165,7 @@ rules:
           - %q
           - %q
           - %q
-`, p("state"), tcpURL(), s.vhost, s.login, waldur.Destination(s.queues[waldur.TypeOrder]),
-		p("account"), p("limits-started"), p("release"), p("limits-done"), p("sleeper.pid"))
+`, p("account"), p("limits-started"), p("release"), p("limits-done"), p("sleeper.pid"))
 	if err := os.WriteFile(p("eventfn.yaml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -144,15 +175,7 @@ rules:
 		payload(t, map[string]any{"order_uuid": "4d5e6f", "order_state": "executing"}))
 
 	first, _ := start(1)
-	brokertest.WaitFor(t, 60*time.Second, "the second step to start", func() bool {
-		_, err := os.Stat(p("sleeper.pid"))
-		return err == nil
-	})
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.Wait()
-	killSleeper(p("sleeper.pid"))
+	killWhenStarted(t, first, p("sleeper.pid"), "the second step")
 	if n := lines(p("account")); n != 1 {
 		t.Fatalf("first step ran %d times before the kill, want 1", n)
 	}
@@ -164,16 +187,7 @@ rules:
 	brokertest.WaitFor(t, 60*time.Second, "the plan to finish after the restart", func() bool {
 		return lines(p("limits-done")) >= 1
 	})
-	brokertest.WaitFor(t, 30*time.Second, "the message to be acknowledged", func() bool {
-		b, _ := os.ReadFile(log2)
-		return strings.Contains(string(b), "message handled")
-	})
-	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := second.Wait(); err != nil {
-		t.Errorf("eventfn exited with %v after SIGTERM", err)
-	}
+	stopWhenHandled(t, second, log2)
 
 	if n := lines(p("account")); n != 1 {
 		t.Errorf("the first step ran %d times, want 1 (the restart must resume after it)", n)
@@ -203,17 +217,7 @@ func TestKilledMidForEachResumesAfterItsDoneItems(t *testing.T) {
 	s := newSite(t, waldur.TypeOrder)
 	dir := t.TempDir()
 	p := func(name string) string { return filepath.Join(dir, name) }
-	config := fmt.Sprintf(`version: 1
-runner: {state_dir: %q, shutdown_timeout: 5s}
-defaults: {timeout: 120s, retry: {attempts: 1}}
-sources:
-  - name: waldur
-    url: %s
-    vhost: %s
-    login: %s
-    passcode_env: EVENTFN_TEST_PASSCODE
-    subscribe: [%s]
-rules:
+	config := killConfig(p("state"), s) + fmt.Sprintf(`rules:
   - name: users
     on: order
     steps:
@@ -228,8 +232,7 @@ rules:
           - %q
           - %q
           - %q
-`, p("state"), tcpURL(), s.vhost, s.login, waldur.Destination(s.queues[waldur.TypeOrder]),
-		p("started"), p("release"), p("done"), p("sleeper.pid"))
+`, p("started"), p("release"), p("done"), p("sleeper.pid"))
 	if err := os.WriteFile(p("eventfn.yaml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -237,15 +240,7 @@ rules:
 		payload(t, map[string]any{"order_uuid": "7a8b9c", "users": []string{"a", "b", "c", "d"}}))
 
 	first, _ := startEventfn(t, bin, dir, 1, s.pass)
-	brokertest.WaitFor(t, 60*time.Second, "the third item to start", func() bool {
-		_, err := os.Stat(p("sleeper.pid"))
-		return err == nil
-	})
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.Wait()
-	killSleeper(p("sleeper.pid"))
+	killWhenStarted(t, first, p("sleeper.pid"), "the third item")
 	if b, _ := os.ReadFile(p("done")); string(b) != "a\nb\n" {
 		t.Fatalf("items done before the kill: %q, want a and b", b)
 	}
@@ -254,16 +249,7 @@ rules:
 	}
 
 	second, log2 := startEventfn(t, bin, dir, 2, s.pass)
-	brokertest.WaitFor(t, 60*time.Second, "the message to be handled after the restart", func() bool {
-		b, _ := os.ReadFile(log2)
-		return strings.Contains(string(b), "message handled")
-	})
-	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := second.Wait(); err != nil {
-		t.Errorf("eventfn exited with %v after SIGTERM", err)
-	}
+	stopWhenHandled(t, second, log2)
 	if b, _ := os.ReadFile(p("done")); string(b) != "a\nb\nc\nd\n" {
 		t.Errorf("items done: %q, want each of a, b, c, d once", b)
 	}
