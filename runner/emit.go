@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -59,6 +60,18 @@ func (r *Runner) emit(ctx context.Context, plan rules.Plan, e actions.Emitted) (
 	}
 	r.prop.Inject(ctx, propagation.MapCarrier(headers))
 	ev := &event.Event{Type: e.Type, Payload: e.Payload, Headers: headers, ID: id}
+	if id != "" {
+		// In the outbox before it is delivered: its completion drops it.
+		// Not an event holding a secret: secrets stay off the disk.
+		rec := outboxRecord(ev)
+		if !reflect.DeepEqual(r.red.Value(map[string]any(rec)), map[string]any(rec)) {
+			r.log.Warn("emitted event holds a secret, so it is not written to the journal: it is lost if eventfn stops before it runs",
+				"id", id, "rule", plan.Rule.Name)
+		} else if err := r.cfg.Journal.Progress(EmitSource, id, outboxRule).Record(0, rec); err != nil {
+			r.journalFailed(err)
+			return "", fmt.Errorf("emit: recording the event in the journal: %w", err)
+		}
+	}
 	m := &Message{Source: EmitSource, Destination: "emit:" + plan.Rule.Name, ID: id, Type: e.Type,
 		Event: ev, Headers: headers, Received: time.Now(), Settler: emitSettler{},
 		DeadLetterOnFailure: false, emitted: true}

@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -322,6 +324,31 @@ func (j *MemoryJournal) StepDone(sid, rule string, i int) (actions.Result, bool)
 	}
 	r, ok := ps.res[i]
 	return r, ok
+}
+
+// Outbox implements Outboxer: the recorded emitted events whose
+// completion is not recorded, oldest first.
+func (j *MemoryJournal) Outbox() []actions.Result {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	type rec struct {
+		at  int64
+		res actions.Result
+	}
+	var recs []rec
+	for _, rs := range j.steps {
+		if ps := rs[outboxRule]; ps != nil {
+			if res, ok := ps.res[0]; ok {
+				recs = append(recs, rec{ps.at, res})
+			}
+		}
+	}
+	slices.SortFunc(recs, func(a, b rec) int { return cmp.Compare(a.at, b.at) })
+	out := make([]actions.Result, len(recs))
+	for i, r := range recs {
+		out[i] = r.res
+	}
+	return out
 }
 
 // Close implements Journal.

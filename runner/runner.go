@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,9 +276,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.ready.Store(true)
 	defer r.ready.Store(false)
 
+	sources := r.cfg.Sources
+	if ob, ok := r.cfg.Journal.(Outboxer); ok {
+		if recs := ob.Outbox(); len(recs) > 0 {
+			sources = append(slices.Clip(sources), &outboxSource{r: r, recs: recs})
+		}
+	}
 	var wg sync.WaitGroup
-	errs := make(chan error, len(r.cfg.Sources))
-	for _, s := range r.cfg.Sources {
+	errs := make(chan error, len(sources))
+	for _, s := range sources {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -393,7 +400,13 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 				return nil
 			}
 			r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
-			r.settle(work, m, ev, nil, FateAcked, nil)
+			var recorded []string
+			if m.Source == EmitSource {
+				// Recorded again (the same keys, the same id): its outbox
+				// record, written by a second emit, goes (see outboxRule).
+				recorded = keys
+			}
+			r.settle(work, m, ev, recorded, FateAcked, nil)
 			return nil
 		}
 	}

@@ -1,9 +1,13 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -221,6 +225,171 @@ rules:
 			if eventStep.done != 1 {
 				t.Errorf("the emitted event's step completed %d times over both runs, want once", eventStep.done)
 			}
+			// Emitted again when it had completed, it is skipped, and its
+			// second outbox record goes with it.
+			if n := len(j.(runner.Outboxer).Outbox()); n != 0 {
+				t.Errorf("outbox holds %d events, want 0", n)
+			}
 		})
 	}
+}
+
+// TestEmittedEventOutlivesAStop: the order whose plan emitted an event is
+// acknowledged once its plan is done; the runner stops while the event
+// runs. The event was in the journal's outbox, so the next runner (the
+// same in-memory journal, or the durable one replayed and compacted)
+// delivers it again by itself, and it completes once; its completion
+// empties the outbox.
+func TestEmittedEventOutlivesAStop(t *testing.T) {
+	for _, kind := range []string{"memory", "durable"} {
+		t.Run(kind, func(t *testing.T) {
+			restart := newRestarts(t, kind)
+			eventStep := &blockOnce{started: make(chan struct{}, 1), finished: make(chan struct{}, 2)}
+			reg := actions.Standard(actions.Options{Logger: slog.New(slog.DiscardHandler)})
+			reg.Register(actions.FromSpec("provision", actions.Spec{}, eventStep))
+			rs, err := rules.Parse("t.yaml", []byte(`
+version: 1
+types: [order_user]
+rules:
+  - name: order
+    on: order
+    key: payload.order_uuid
+    steps:
+      - emit: {type: order_user, payload: {order_uuid: "{{ payload.order_uuid }}", n: 3}, key: user}
+  - name: user
+    on: order_user
+    when: payload.n == 3
+    steps:
+      - provision: {}
+`), rules.Options{Actions: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := func(j runner.Journal) (*chanSource, context.CancelFunc, chan error) {
+				src := &chanSource{msgs: make(chan *runner.Message, 1)}
+				r := runner.New(runner.Config{Rules: rs, Actions: reg, Logger: slog.New(slog.DiscardHandler), Journal: j,
+					ShutdownTimeout: 50 * time.Millisecond, Sources: []runner.Source{src}})
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- r.Run(ctx) }()
+				return src, cancel, done
+			}
+			outbox := func(j runner.Journal) int { return len(j.(runner.Outboxer).Outbox()) }
+
+			j := restart.open()
+			src, stop, done := start(j)
+			s := make(fateSettler, 1)
+			src.msgs <- &runner.Message{Source: "t", Type: "order", ID: "m1", Body: []byte(`{"order_uuid": "u1"}`), Settler: s}
+			if fate := <-s; fate != "ack" {
+				t.Fatalf("the order: fate %q, want ack (its plan is done)", fate)
+			}
+			<-eventStep.started
+			stop() // while the emitted event runs
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if n := outbox(j); n != 1 {
+				t.Fatalf("outbox holds %d events after the stop, want 1", n)
+			}
+			restart.close(j)
+
+			j = restart.open()
+			defer j.Close()
+			if dj, ok := j.(*Journal); ok {
+				if err := dj.Compact(); err != nil { // the record survives a compaction
+					t.Fatal(err)
+				}
+			}
+			_, stop, done = start(j) // nothing is delivered to it
+			select {
+			case <-eventStep.finished:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the emitted event was not delivered again after the restart")
+			}
+			stop()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			eventStep.mu.Lock()
+			defer eventStep.mu.Unlock()
+			if eventStep.calls != 2 || eventStep.done != 1 {
+				t.Errorf("the event's step ran %d times, completed %d: want cut off, then completed once", eventStep.calls, eventStep.done)
+			}
+			if n := outbox(j); n != 0 {
+				t.Errorf("outbox holds %d events after the event completed, want 0", n)
+			}
+		})
+	}
+}
+
+// TestEmittedEventWithASecretStaysOffTheDisk: an emitted event whose
+// payload holds a secret's value runs, but is not written to the journal's
+// outbox (secrets stay off the disk; the event is then lost if eventfn
+// stops before it runs, and a warning says so).
+func TestEmittedEventWithASecretStaysOffTheDisk(t *testing.T) {
+	j, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	runs := &emitRuns{ran: map[string]int{}, ranOne: make(chan struct{}, 4)}
+	reg := actions.Standard(actions.Options{Logger: slog.New(slog.DiscardHandler)})
+	reg.Register(actions.FromSpec("note", actions.Spec{Keys: []string{"parent"}}, runs))
+	rs, err := rules.Parse("t.yaml", []byte(`
+version: 1
+types: [order_user]
+secrets:
+  token: {env: EVENTFN_TEST_EMIT_TOKEN}
+rules:
+  - name: order
+    on: order
+    steps:
+      - emit: {type: order_user, payload: {token: "{{ secrets.token }}"}, key: user}
+  - name: user
+    on: order_user
+    steps:
+      - note: {parent: "x"}
+`), rules.Options{Actions: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	src := &chanSource{msgs: make(chan *runner.Message, 1)}
+	r := runner.New(runner.Config{Rules: rs, Actions: reg, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)), Journal: j,
+		Secrets: map[string]any{"token": "s3cr3t-value"}, Sources: []runner.Source{src}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	s := make(fateSettler, 1)
+	src.msgs <- &runner.Message{Source: "t", Type: "order", ID: "m1", Body: []byte(`{}`), Settler: s}
+	if fate := <-s; fate != "ack" {
+		t.Fatalf("fate %q", fate)
+	}
+	<-runs.ranOne
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("s3cr3t-value")) {
+		t.Error("the secret is in the journal")
+	}
+	if !strings.Contains(logs.String(), "emitted event holds a secret") {
+		t.Errorf("no warning; log:\n%s", logs.String())
+	}
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

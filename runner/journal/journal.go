@@ -757,6 +757,9 @@ func (j *Journal) Compact() error {
 	return nil
 }
 
+// Outbox implements runner.Outboxer.
+func (j *Journal) Outbox() []actions.Result { return j.mem.Outbox() }
+
 // Stats counts what the journal holds.
 type Stats struct {
 	// Completed is the number of handled ids kept; Keys of entity keys.
