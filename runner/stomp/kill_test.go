@@ -264,3 +264,64 @@ func TestKilledMidForEachResumesAfterItsDoneItems(t *testing.T) {
 		t.Errorf("queue still holds %d messages", len(msgs))
 	}
 }
+
+// TestKilledWhileAnEmittedEventRuns: an order's plan emits an event and is
+// done; its message is acknowledged. eventfn is killed with SIGKILL while
+// the emitted event's command runs. The broker has nothing to redeliver;
+// the journal's outbox has the event, and the restarted eventfn delivers
+// it by itself: its command completes once.
+func TestKilledWhileAnEmittedEventRuns(t *testing.T) {
+	bin := eventfnBinary(t)
+	s := newSite(t, waldur.TypeOrder)
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	config := killConfig(p("state"), s) + fmt.Sprintf(`types: [order_user]
+rules:
+  - name: order
+    on: order
+    steps:
+      - emit: {type: order_user, payload: {order_uuid: "{{ payload.order_uuid }}"}, key: user}
+  - name: user
+    on: order_user
+    steps:
+      - exec:
+          - sh
+          - -c
+          - 'echo "$1" >> "$0"; if [ ! -e "$2" ]; then echo $$ > "$4.tmp"; mv "$4.tmp" "$4"; exec sleep 120; fi; echo "$1" >> "$3"'
+          - %q
+          - "{{ payload.order_uuid }}"
+          - %q
+          - %q
+          - %q
+`, p("started"), p("release"), p("done"), p("sleeper.pid"))
+	if err := os.WriteFile(p("eventfn.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.b.Publish(s.vhost, s.queues[waldur.TypeOrder], payload(t, map[string]any{"order_uuid": "5e6f7a"}))
+
+	first, _ := startEventfn(t, bin, dir, 1, s.pass)
+	brokertest.WaitFor(t, 60*time.Second, "the broker to have the order's acknowledgement", func() bool {
+		ready, unacked := s.b.Depth(s.vhost, s.queues[waldur.TypeOrder])
+		return ready == 0 && unacked == 0
+	})
+	killWhenStarted(t, first, p("sleeper.pid"), "the emitted event's command")
+	if err := os.WriteFile(p("release"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	second, log2 := startEventfn(t, bin, dir, 2, s.pass)
+	stopWhenHandled(t, second, log2)
+	if b, _ := os.ReadFile(p("done")); string(b) != "5e6f7a\n" {
+		t.Errorf("the emitted event's command completed as %q, want once", b)
+	}
+	if b, _ := os.ReadFile(p("started")); string(b) != "5e6f7a\n5e6f7a\n" {
+		t.Errorf("the emitted event's command started as %q, want twice (killed, then completed)", b)
+	}
+	b, _ := os.ReadFile(log2)
+	if !strings.Contains(string(b), "delivering again the emitted events the last run left unhandled") {
+		t.Error("the restarted eventfn did not say it delivered the event again")
+	}
+	if ready, unacked := s.b.Depth(s.vhost, s.queues[waldur.TypeOrder]); ready+unacked != 0 {
+		t.Errorf("the order queue holds %d ready and %d unacknowledged messages, want none", ready, unacked)
+	}
+}
