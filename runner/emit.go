@@ -36,11 +36,13 @@ const MaxEmitDepth = 8
 // through the same de-duplication, rules, journal and metrics as a
 // delivered event, under the source "emit". It returns once the event's
 // plans are queued (with no wait for room: see Dispatcher), so the
-// emitting step succeeds only once the event is accepted. Emit steps are
-// never recorded done: a plan resumed after a stop emits its events again,
-// under the same ids, which the journal skips when they had completed. The event's id is "<parent id>:emit:<key>" (none when
-// the parent has none); its headers carry the trace context of the step,
-// so its span is a child of the emitting step's.
+// emitting step succeeds only once the event is accepted; the event is in
+// the journal's outbox first (see outboxRule). Emit steps are never
+// recorded done: a plan resumed after a stop emits its events again, under
+// the same ids, which the journal skips when they had completed. The
+// event's id is "<parent id>:emit:<key>" (none when the parent has none);
+// its headers carry the trace context of the step, so its span is a child
+// of the emitting step's.
 func (r *Runner) emit(ctx context.Context, plan rules.Plan, e actions.Emitted) (string, error) {
 	parent := plan.Event
 	depth := 1
