@@ -47,6 +47,14 @@ func eventfnBinary(t *testing.T) string {
 	return bin
 }
 
+// killSetup is what a kill test starts from: the eventfn binary, a site
+// with an order queue, a directory for the test's files, and their paths.
+func killSetup(t *testing.T) (bin string, s *site, dir string, p func(name string) string) {
+	t.Helper()
+	bin, s, dir = eventfnBinary(t), newSite(t, waldur.TypeOrder), t.TempDir()
+	return bin, s, dir, func(name string) string { return filepath.Join(dir, name) }
+}
+
 // killConfig is the head of a kill test's rules file: the durable journal
 // in state, one attempt per step, the site's order queue.
 func killConfig(state string, s *site) string {
@@ -145,10 +153,7 @@ func lines(path string) int {
 // runner.state_dir) says the first step completed: the plan resumes at the
 // second step and runs to success once.
 func TestKilledMidPlanResumesOnce(t *testing.T) {
-	bin := eventfnBinary(t)
-	s := newSite(t, waldur.TypeOrder)
-	dir := t.TempDir()
-	p := func(name string) string { return filepath.Join(dir, name) }
+	bin, s, dir, p := killSetup(t)
 	config := killConfig(p("state"), s) + fmt.Sprintf(`rules:
   - name: provision
     on: order
@@ -213,10 +218,7 @@ func TestKilledMidPlanResumesOnce(t *testing.T) {
 // journal recorded the first two items, runs the third and the fourth only:
 // every item's effect happens once.
 func TestKilledMidForEachResumesAfterItsDoneItems(t *testing.T) {
-	bin := eventfnBinary(t)
-	s := newSite(t, waldur.TypeOrder)
-	dir := t.TempDir()
-	p := func(name string) string { return filepath.Join(dir, name) }
+	bin, s, dir, p := killSetup(t)
 	config := killConfig(p("state"), s) + fmt.Sprintf(`rules:
   - name: users
     on: order
@@ -271,10 +273,7 @@ func TestKilledMidForEachResumesAfterItsDoneItems(t *testing.T) {
 // the journal's outbox has the event, and the restarted eventfn delivers
 // it by itself: its command completes once.
 func TestKilledWhileAnEmittedEventRuns(t *testing.T) {
-	bin := eventfnBinary(t)
-	s := newSite(t, waldur.TypeOrder)
-	dir := t.TempDir()
-	p := func(name string) string { return filepath.Join(dir, name) }
+	bin, s, dir, p := killSetup(t)
 	config := killConfig(p("state"), s) + fmt.Sprintf(`types: [order_user]
 rules:
   - name: order
