@@ -30,7 +30,7 @@ type Dispatcher struct {
 	mu   sync.Mutex
 	// workers counts the worker goroutines, busy or waiting for work.
 	workers int
-	keys    map[string][]pending // pending jobs of keys that have one running
+	keys    map[string][]task // pending jobs of keys that have one running
 	// nested holds runnable nested jobs (they bypass work, which room
 	// bounds); nestedReady tells a waiting worker of one.
 	nested      []task
@@ -41,13 +41,6 @@ type Dispatcher struct {
 	idle time.Duration
 }
 
-// pending is a job waiting behind its key's running one.
-type pending struct {
-	job func()
-	// roomed: the job holds a unit of room (Submit), released when it ends.
-	roomed bool
-}
-
 // workerIdle is how long a worker without work waits for more before it
 // exits.
 const workerIdle = 10 * time.Second
@@ -55,8 +48,9 @@ const workerIdle = 10 * time.Second
 // task is a runnable job; a keyed task also runs the jobs queued behind it
 // under its key.
 type task struct {
-	key    string
-	job    func()
+	key string
+	job func()
+	// roomed: the job holds a unit of room (Submit), released when it ends.
 	roomed bool
 }
 
@@ -74,7 +68,7 @@ func NewDispatcher(concurrency, queue int) *Dispatcher {
 		room: make(chan struct{}, queue),
 		// Never full: it holds at most the jobs room admits.
 		work:        make(chan task, queue),
-		keys:        map[string][]pending{},
+		keys:        map[string][]task{},
 		nestedReady: make(chan struct{}, 1),
 		idle:        workerIdle,
 	}
@@ -128,7 +122,7 @@ func (d *Dispatcher) queueBehindKey(key string, job func(), roomed bool) bool {
 		return false
 	}
 	if queued, busy := d.keys[key]; busy {
-		d.keys[key] = append(queued, pending{job: job, roomed: roomed})
+		d.keys[key] = append(queued, task{key: key, job: job, roomed: roomed})
 		return true
 	}
 	d.keys[key] = nil

@@ -75,7 +75,7 @@ func (r *Runner) emit(ctx context.Context, plan rules.Plan, e actions.Emitted) (
 		}
 	}
 	m := &Message{Source: EmitSource, Destination: "emit:" + plan.Rule.Name, ID: id, Type: e.Type,
-		Event: ev, Headers: headers, Received: time.Now(), Settler: emitSettler{},
+		Event: ev, Headers: headers, Received: time.Now(), Settler: emitSettler{r: r, id: id},
 		DeadLetterOnFailure: false, emitted: true}
 	if err := r.deliver(ctx, m); err != nil {
 		return "", fmt.Errorf("emit: the runner did not take the event: %w", err)
@@ -83,11 +83,15 @@ func (r *Runner) emit(ctx context.Context, plan rules.Plan, e actions.Emitted) (
 	return id, nil
 }
 
-// emitSettler settles emitted events: they live in the runner only, so
-// there is nothing to acknowledge; a failed one is logged and counted like
-// any failed message.
-type emitSettler struct{}
+// emitSettler settles emitted events: there is no broker to tell; a
+// failed one is logged and counted like any failed message. An event
+// settled as handled leaves the journal's outbox (see dropOutbox); one
+// requeued stays there, to be delivered again at the next start.
+type emitSettler struct {
+	r  *Runner
+	id string
+}
 
-func (emitSettler) Ack(context.Context) error                { return nil }
-func (emitSettler) Requeue(context.Context) error            { return nil }
-func (emitSettler) DeadLetter(context.Context, string) error { return nil }
+func (s emitSettler) Ack(context.Context) error                { s.r.dropOutbox(s.id); return nil }
+func (emitSettler) Requeue(context.Context) error              { return nil }
+func (s emitSettler) DeadLetter(context.Context, string) error { s.r.dropOutbox(s.id); return nil }

@@ -37,7 +37,7 @@ func outboxRecord(ev *event.Event) actions.Result {
 
 // outboxMessage is the message of a recorded emitted event, or an error
 // when the record is not one.
-func outboxMessage(rec actions.Result) (*Message, error) {
+func (r *Runner) outboxMessage(rec actions.Result) (*Message, error) {
 	id, _ := rec["id"].(string)
 	typ, _ := rec["type"].(string)
 	if id == "" || typ == "" {
@@ -54,7 +54,29 @@ func outboxMessage(rec actions.Result) (*Message, error) {
 	payload, _ := rec["payload"].(map[string]any)
 	ev := &event.Event{Type: typ, Payload: payload, Headers: headers, ID: id}
 	return &Message{Source: EmitSource, Destination: "emit:" + headers[HeaderEmittedBy], ID: id, Type: typ,
-		Event: ev, Headers: headers, Settler: emitSettler{}}, nil
+		Event: ev, Headers: headers, Settler: emitSettler{r: r, id: id}}, nil
+}
+
+// dropOutbox removes emitted event id from the journal's outbox once it is
+// settled as handled. Its completion did that already when it ran; a copy
+// settled without a completion of its own (a duplicate, or one parked
+// behind the copy in flight, whose completion may have come before this
+// copy's record) is completed again, with no keys: the outbox record goes,
+// the de-duplication state stays. It may run on the journal's goroutine,
+// so it never waits for the journal.
+func (r *Runner) dropOutbox(id string) {
+	if id == "" {
+		return
+	}
+	if _, held := r.cfg.Journal.Progress(EmitSource, id, outboxRule).Done(0); !held {
+		return
+	}
+	c := Completion{Source: EmitSource, ID: id, Fate: FateAcked}
+	if aj, ok := r.cfg.Journal.(AsyncCompleter); ok {
+		aj.CompleteAsync(c, func(error) {}) // a failed write leaves the record: it is delivered and dropped again
+		return
+	}
+	_ = r.cfg.Journal.Complete(c)
 }
 
 // outboxSource delivers, once, the emitted events a journal held
@@ -69,7 +91,7 @@ func (s *outboxSource) Name() string { return EmitSource }
 func (s *outboxSource) Run(ctx context.Context, deliver Deliver) error {
 	s.r.log.Info("delivering again the emitted events the last run left unhandled", "events", len(s.recs))
 	for _, rec := range s.recs {
-		m, err := outboxMessage(rec)
+		m, err := s.r.outboxMessage(rec)
 		if err != nil {
 			s.r.log.Error("journal: skipping an unreadable emitted event", "error", err)
 			continue

@@ -400,13 +400,7 @@ func (r *Runner) deliver(ctx context.Context, m *Message) error {
 				return nil
 			}
 			r.log.Info("duplicate message skipped", "source", m.Source, "id", ev.ID, "type", ev.Type)
-			var recorded []string
-			if m.Source == EmitSource {
-				// Recorded again (the same keys, the same id): its outbox
-				// record, written by a second emit, goes (see outboxRule).
-				recorded = keys
-			}
-			r.settle(work, m, ev, recorded, FateAcked, nil)
+			r.settle(work, m, ev, nil, FateAcked, nil)
 			return nil
 		}
 	}
